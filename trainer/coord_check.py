@@ -1,0 +1,112 @@
+"""Coordinate check (spec §7.10, §8.2-8.3; mup README): per-module activation size, and its change since step 0,
+over widths or depths for the first few steps at a large LR.
+
+Under μP/CompleteP the curves must be flat in width (and, for CompleteP, in depth); under SP the change of the
+logits and of the hidden outputs grows with width. Activations are read with forward hooks on every module of every
+block (averaged over blocks per module type), on one fixed batch trained for ``steps`` steps, so each step's
+forward is comparable to step 0 element by element.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from trainer.config import RunConfig
+from trainer.data import TokenBatches
+from trainer.model import GPT
+from trainer.optim import make_optimizer
+
+HOOKED = ("token_emb", "attn_q", "attn_k", "attn_o", "mlp_up", "mlp_down")
+# Beyond module outputs: the residual stream after each block and the final logits.
+EXTRA = ("resid", "logits")
+MODULES = HOOKED + EXTRA
+
+
+def _coord_config(cfg: RunConfig, axis: str, value: int, param: str, base: int, steps: int, lr: float) -> RunConfig:
+    overrides = {
+        f"model.{axis}": value, "param.name": param, f"param.base_{axis}": base, "hp.lr": lr,
+        "train.steps": steps, "train.tokens": 0, "optim.schedule": "constant", "optim.warmup_frac": 0.0,
+        "optim.grad_clip": 0.0, "train.device": "cpu",
+    }
+    return cfg.with_overrides(overrides)
+
+
+def _measure(cfg: RunConfig, steps: int) -> dict[str, list[tuple[float, float]]]:
+    """module -> [(mean |x_t|, mean |x_t − x_0|) for t = 0..steps-1]."""
+    torch.manual_seed(cfg.train.seed)
+    model = GPT(cfg)
+    model.init_parameters(cfg.train.seed)
+    opt = make_optimizer(model, torch.device("cpu"))
+    data = TokenBatches(cfg.data, cfg.model.vocab_size, cfg.model.seq_len, cfg.train.batch_size, cfg.train.seed)
+    x, y = data.next_train()
+    captured: dict[str, list[torch.Tensor]] = defaultdict(list)
+
+    def hook(name: str):
+        def fn(_module: torch.nn.Module, _inp: object, out: torch.Tensor) -> None:
+            captured[name].append(out.detach().float())
+        return fn
+
+    handles = [model.token_emb.register_forward_hook(hook("token_emb"))]
+    for block in model.blocks:
+        handles += [getattr(block, m).register_forward_hook(hook(m)) for m in HOOKED[1:]]
+        handles.append(block.register_forward_hook(hook("resid")))
+    first: dict[str, list[torch.Tensor]] = {}
+    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for _ in range(steps):
+        captured.clear()
+        logits, loss = model(x, y)
+        captured["logits"].append(logits.detach().float())
+        if not first:
+            first = {k: list(v) for k, v in captured.items()}
+        for name, tensors in captured.items():
+            act = float(np.mean([t.abs().mean().item() for t in tensors]))
+            delta = float(np.mean([(t - t0).abs().mean().item() for t, t0 in zip(tensors, first[name], strict=True)]))
+            out[name].append((act, delta))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    for h in handles:
+        h.remove()
+    return out
+
+
+def run_coord_check(cfg: RunConfig, axis: str, values: list[int], params: list[str], steps: int = 5,
+                    lr: float = 1e-2) -> list[dict[str, float | int | str]]:
+    """Rows {param, axis, value, module, step, act, delta}; the smallest value is the base shape."""
+    base = min(values)
+    rows: list[dict[str, float | int | str]] = []
+    for param in params:
+        for value in values:
+            c = _coord_config(cfg, axis, value, param, base, steps, lr)
+            for module, series in _measure(c, steps).items():
+                for step, (act, delta) in enumerate(series):
+                    rows.append({"param": param, "axis": axis, "value": value, "module": module, "step": step,
+                                 "act": act, "delta": delta})
+    return rows
+
+
+def growth_exponent(rows: list[dict], param: str, module: str, step: int, key: str = "delta") -> float:
+    """Least-squares slope of log(key) against log(value): ~0 is flat (transfers), ~1 grows linearly with scale."""
+    pts = [(r["value"], r[key]) for r in rows
+           if r["param"] == param and r["module"] == module and r["step"] == step and r[key] > 0]
+    if len(pts) < 2:
+        return math.nan
+    xs = np.log([p[0] for p in pts])
+    ys = np.log([p[1] for p in pts])
+    return float(np.polyfit(xs, ys, 1)[0])
+
+
+def format_table(rows: list[dict], axis: str) -> str:
+    """Growth exponent of |Δactivation| against the axis, per parameterization and module, at the last step."""
+    params = sorted({r["param"] for r in rows})
+    last = max(r["step"] for r in rows)
+    lines = [f"slope of log |Δact| vs log {axis} at step {last} (0 = flat):",
+             f"{'module':<10} " + " ".join(f"{p:>10}" for p in params)]
+    for module in MODULES:
+        cells = [growth_exponent(rows, p, module, last) for p in params]
+        lines.append(f"{module:<10} " + " ".join(f"{c:>10.2f}" for c in cells))
+    return "\n".join(lines)
