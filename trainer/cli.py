@@ -84,7 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_coord_check(args: argparse.Namespace) -> int:
-    from trainer.coord_check import format_table, run_coord_check
+    from trainer.coord_check import format_table, log_coord_check, run_coord_check
 
     cfg = resolve_config(args.config, args.set)
     values = [int(v) for v in args.values.split(",")]
@@ -93,6 +93,11 @@ def cmd_coord_check(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(rows))
         print(f"wrote {len(rows)} rows to {args.out}")
+    if args.experiment:
+        from trainer import tracking
+
+        n = log_coord_check(rows, tracking.resolve_tracking_uri(args.tracking_uri), args.experiment)
+        print(f"logged {n} coordinate-check runs to experiment {args.experiment!r}")
     return 0
 
 
@@ -125,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--lr", type=float, default=1e-2, help="a large LR makes width dependence visible quickly")
     p.add_argument("--out", help="write the rows as JSON")
+    p.add_argument("--experiment", help="also log one MLflow run per (parameterization, value) to this experiment")
+    tracking.add_tracking_argument(p)
     p.set_defaults(func=cmd_coord_check)
 
     p = sub.add_parser("sweep", help="run (or resume) a sweep spec")

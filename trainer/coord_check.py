@@ -15,6 +15,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from trainer import schema
 from trainer.config import RunConfig
 from trainer.data import TokenBatches
 from trainer.model import GPT
@@ -110,3 +111,23 @@ def format_table(rows: list[dict], axis: str) -> str:
         cells = [growth_exponent(rows, p, module, last) for p in params]
         lines.append(f"{module:<10} " + " ".join(f"{c:>10.2f}" for c in cells))
     return "\n".join(lines)
+
+
+def log_coord_check(rows: list[dict], tracking_uri: str, experiment: str) -> int:
+    """One MLflow run per (parameterization, axis value): metrics coord.<module>.act / .delta against the step,
+    tagged run.kind=coord_check so sweep analysis ignores them and the dashboard can plot them."""
+    from trainer import tracking
+    from trainer.provenance import provenance_tags
+
+    keys = sorted({(r["param"], r["axis"], r["value"]) for r in rows})
+    for param, axis, value in keys:
+        mine = [r for r in rows if (r["param"], r["axis"], r["value"]) == (param, axis, value)]
+        tags = {schema.T_RUN_KIND: "coord_check", schema.T_SOURCE: "trainer", **provenance_tags()}
+        with tracking.start_run(tracking_uri, experiment, run_name=f"coord-{param}-{axis}{value}", tags=tags) as log:
+            log.log_params({schema.P_PARAMETERIZATION: param, schema.AXES[axis]: value, "coord.axis": axis})
+            for r in mine:
+                log.log_metrics({f"{schema.COORD_PREFIX}{r['module']}.act": r["act"],
+                                 f"{schema.COORD_PREFIX}{r['module']}.delta": r["delta"]}, step=r["step"])
+            log.log_json(schema.A_COORD_CHECK, mine)
+            log.set_tags({schema.T_STATUS: schema.STATUS_OK})
+    return len(keys)
