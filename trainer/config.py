@@ -27,6 +27,7 @@ MODULE_TYPES = (
     "token_emb", "pos_emb",
     "norm_attn", "attn_q", "attn_k", "attn_v", "attn_o", "qk_norm_q", "qk_norm_k",
     "norm_mlp", "mlp_up", "mlp_gate", "mlp_down",
+    "router", "expert_up", "expert_gate", "expert_down",
     "norm_final", "unemb",
 )
 # Per-module multiplier kinds (spec §1: ζσ, ζη, ζλ, ζε, ζβ1, ζβ2) and the residual-branch multipliers.
@@ -59,7 +60,15 @@ class ModelConfig:
     seq_len: int = 128
     vocab_size: int = 256  # byte-level tokens
     tie_embeddings: bool = False
-    n_experts: int = 0  # 0: dense MLP (mixture-of-experts is a later extension)
+    n_experts: int = 0  # 0: dense MLP; E >= 1: mixture-of-experts MLP in every block
+    top_k: int = 2  # active experts per token (the base k when param.fixed_sparsity keeps k/E fixed)
+    expert_mlp_ratio: float = 0.0  # expert hidden width h_e = ratio · width; 0: same as mlp_ratio
+    router_gate: str = "softmax"  # softmax | sigmoid; gates are normalised over the k active experts
+    shared_expert: bool = False  # add a dense MLP (the mlp_* modules) beside the routed experts
+    balance: str = "aux"  # aux (auxiliary loss) | bias (aux-loss-free bias, DeepSeek-V3) | none
+    aux_loss_coef: float = 0.01
+    bias_update_rate: float = 1e-3  # aux-loss-free: bias += rate · sign(mean load − load) per step
+    capacity_factor: float = 0.0  # 0: dropless; c > 0: each expert takes at most ceil(c·tokens·k/E) tokens
 
     @property
     def n_heads_eff(self) -> int:
@@ -72,6 +81,11 @@ class ModelConfig:
     @property
     def d_ff(self) -> int:
         return int(round(self.mlp_ratio * self.width))
+
+    @property
+    def d_expert(self) -> int:
+        """Expert hidden width h_e."""
+        return int(round((self.expert_mlp_ratio or self.mlp_ratio) * self.width))
 
 
 @dataclass
@@ -89,6 +103,11 @@ class ParamConfig:
     eps_scaling: bool = True  # scale AdamW ε with width/depth (Complete^(d)P Tab.1); False = microsoft/mup (ε const)
     zero_readout: bool = True  # μP-family only: zero-init the unembedding (mup README, spec §7 bug 2)
     zero_query: bool = True  # μP-family only: zero-init W_q (mutransformers query_zero_init)
+    router: str = "readout"  # MoE router as a readout (mup #48, DMFT; spec §3 default) or "hidden" (Complete-muE)
+    expert_down: str = "fanin"  # fanin | dmft | complete_mue: the expert down-projection rule of spec §3
+    base_experts: int = 0  # proxy expert count; 0: same as model.n_experts
+    base_expert_mlp_ratio: float = 0.0  # proxy expert width ratio; 0: same as the model's
+    fixed_sparsity: bool = False  # keep k/E fixed as E grows: k = top_k · E / base_experts (DMFT, spec §3)
 
 
 @dataclass
@@ -188,6 +207,14 @@ class RunConfig:
         return self.train.resolved_steps(self.model.seq_len)
 
     @property
+    def top_k_eff(self) -> int:
+        """Active experts per token; with param.fixed_sparsity, k/E stays at its base value (DMFT, spec §3)."""
+        m, p = self.model, self.param
+        if p.fixed_sparsity and m.n_experts:
+            return max(1, round(m.top_k * m.n_experts / (p.base_experts or m.n_experts)))
+        return m.top_k
+
+    @property
     def readout_form(self) -> str:
         """Form A (fwd 1/m_N) for μP/CompleteP, Form B (init, LR 1/m_N) for Complete^(d)P (spec §2.2-2.4)."""
         if self.param.readout != "auto":
@@ -202,6 +229,13 @@ class RunConfig:
             "m_batch": self.train.batch_size / self.base_batch,
             "m_tokens": self.tokens / self.base_tokens,
         }
+
+    def expert_ratios(self) -> dict[str, float]:
+        """m_E = E / E_base and m_a = α_ffn / α_ffn,base (expert width ratio relative to width), spec §0/§3."""
+        m, p = self.model, self.param
+        ratio = m.expert_mlp_ratio or m.mlp_ratio
+        return {"m_experts": m.n_experts / (p.base_experts or m.n_experts or 1),
+                "m_expert_width": ratio / (p.base_expert_mlp_ratio or ratio)}
 
     # ---- (de)serialisation --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -302,7 +336,18 @@ class RunConfig:
         if m.mlp_ratio <= 0:
             raise ConfigError("model.mlp_ratio", f"must be positive, got {m.mlp_ratio}")
         if m.n_experts:
-            raise ConfigError("model.n_experts", "mixture-of-experts is not implemented yet; use 0 (dense)")
+            if not 1 <= self.top_k_eff <= m.n_experts:
+                raise ConfigError("model.top_k", f"{self.top_k_eff} active experts is not within 1..{m.n_experts}")
+            _check_choice(m.router_gate, ("softmax", "sigmoid"), "model.router_gate")
+            _check_choice(m.balance, ("aux", "bias", "none"), "model.balance")
+            _check_choice(p.router, ("readout", "hidden"), "param.router")
+            _check_choice(p.expert_down, ("fanin", "dmft", "complete_mue"), "param.expert_down")
+            for name in ("aux_loss_coef", "bias_update_rate", "capacity_factor", "expert_mlp_ratio"):
+                if getattr(m, name) < 0:
+                    raise ConfigError(f"model.{name}", f"must be >= 0, got {getattr(m, name)}")
+            if p.base_experts < 0 or p.base_expert_mlp_ratio < 0:
+                raise ConfigError("param.base_experts" if p.base_experts < 0 else "param.base_expert_mlp_ratio",
+                                  "must be >= 0")
         _check_choice(m.mlp, ("gelu", "swiglu"), "model.mlp")
         _check_choice(m.norm, ("layernorm", "rmsnorm"), "model.norm")
         _check_choice(m.pos, ("learned", "rope"), "model.pos")

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.config import RunConfig
+from trainer.config import MODULE_TYPES, RunConfig
+from trainer.moe import MoE
 from trainer.parameterization import ForwardMults, forward_multipliers, group_setting
 
 
@@ -66,9 +67,11 @@ class Block(nn.Module):
         self.qk_norm_q = Norm(self.head_dim, m.norm) if m.qk_norm else None
         self.qk_norm_k = Norm(self.head_dim, m.norm) if m.qk_norm else None
         self.norm_mlp = Norm(d, m.norm)
-        self.mlp_up = nn.Linear(d, d_ff, bias=False)
-        self.mlp_gate = nn.Linear(d, d_ff, bias=False) if m.mlp == "swiglu" else None
-        self.mlp_down = nn.Linear(d_ff, d, bias=False)
+        self.moe = MoE(cfg, fm.expert_out) if m.n_experts else None
+        dense = not m.n_experts or m.shared_expert  # the dense MLP, or the MoE's shared expert
+        self.mlp_up = nn.Linear(d, d_ff, bias=False) if dense else None
+        self.mlp_gate = nn.Linear(d, d_ff, bias=False) if dense and m.mlp == "swiglu" else None
+        self.mlp_down = nn.Linear(d_ff, d, bias=False) if dense else None
 
     def attention(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         b, t, d = x.shape
@@ -82,10 +85,16 @@ class Block(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.attn_scale)
         return self.attn_o(y.transpose(1, 2).reshape(b, t, d))
 
-    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+    def dense_mlp(self, x: torch.Tensor) -> torch.Tensor:
         if self.mlp_gate is not None:
             return self.mlp_down(F.silu(self.mlp_gate(x)) * self.mlp_up(x))
         return self.mlp_down(F.gelu(self.mlp_up(x)))
+
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        if self.moe is None:
+            return self.dense_mlp(x)
+        routed = self.moe(x)
+        return routed + self.dense_mlp(x) if self.mlp_up is not None else routed
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         x = x + self.resid_attn * self.attention(self.norm_attn(x), rope)
@@ -112,13 +121,14 @@ class GPT(nn.Module):
             self.register_buffer("rope_sin", sin, persistent=False)
 
     def classified_parameters(self) -> Iterator[tuple[str, nn.Parameter, str, int | None]]:
-        """(name, parameter, module type, layer) for every parameter; the name encodes type and layer."""
+        """(name, parameter, module type, layer) for every parameter; the name encodes type and layer: the module
+        type is the innermost path component that is a spec module type (``blocks.0.moe.router.weight``)."""
         for name, p in self.named_parameters():
             parts = name.split(".")
-            if parts[0] == "blocks":
-                yield name, p, parts[2], int(parts[1])
-            else:
-                yield name, p, parts[0], None
+            module = next((part for part in reversed(parts) if part in MODULE_TYPES), None)
+            if module is None:
+                raise AssertionError(f"parameter {name} has no module type; name it after one of {MODULE_TYPES}")
+            yield name, p, module, int(parts[1]) if parts[0] == "blocks" else None
 
     @torch.no_grad()
     def init_parameters(self, seed: int) -> None:
@@ -138,11 +148,25 @@ class GPT(nn.Module):
         skip = ("token_emb", "pos_emb") if non_embedding else ()
         return sum(p.numel() for _, p, module, _ in self.classified_parameters() if module not in skip)
 
-    def flops_per_token(self) -> float:
-        """Training FLOPs per token: 6·N (matmul params incl. unembedding) + 12·L·d·T attention (PaLM App. B)."""
+    def n_params_active(self) -> int:
+        """Non-embedding parameters one token uses: for MoE only k of the E experts' weights."""
+        n = self.n_params(non_embedding=True)
         m = self.cfg.model
-        n = self.n_params(non_embedding=True) + (m.vocab_size * m.width if m.tie_embeddings else 0)
+        if m.n_experts:
+            experts = sum(p.numel() for _, p, module, _ in self.classified_parameters()
+                          if module in ("expert_up", "expert_gate", "expert_down"))
+            n -= round(experts * (1 - self.cfg.top_k_eff / m.n_experts))
+        return n
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token: 6·N_active (matmul params incl. unembedding) + 12·L·d·T attention
+        (PaLM App. B); for MoE only the k active experts count."""
+        m = self.cfg.model
+        n = self.n_params_active() + (m.vocab_size * m.width if m.tie_embeddings else 0)
         return 6.0 * n + 12.0 * m.depth * m.width * m.seq_len
+
+    def moe_layers(self) -> list[MoE]:
+        return [b.moe for b in self.blocks if b.moe is not None]
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.token_emb(idx)
@@ -166,14 +190,9 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits32.view(-1, logits32.shape[-1]), targets.reshape(-1))
         if z_loss:
             loss = loss + z_loss * torch.logsumexp(logits32, dim=-1).pow(2).mean()
+        aux = [moe.aux_loss for moe in self.moe_layers() if moe.aux_loss is not None]
+        if aux:
+            loss = loss + self.cfg.model.aux_loss_coef * torch.stack(aux).mean()
         return logits, loss
 
 
-def assert_all_classified(model: GPT) -> None:
-    """Every parameter must map to a known module type; an unclassified tensor would silently get default HPs."""
-    from trainer.parameterization import module_types
-
-    known = set(module_types(model.cfg))
-    for name, _, module, _ in model.classified_parameters():
-        if module not in known:
-            raise AssertionError(f"parameter {name} has module type {module!r}, not one of {sorted(known)}")

@@ -23,9 +23,10 @@ MU_FAMILY = ("mup", "completep", "completedp")
 # Module classes (rows of the spec tables).
 EMB = ("token_emb", "pos_emb")
 HIDDEN = ("attn_q", "attn_k", "attn_v", "attn_o", "mlp_up", "mlp_gate", "mlp_down")
+EXPERTS = ("router", "expert_up", "expert_gate", "expert_down")
 BLOCK_NORMS = ("norm_attn", "norm_mlp")
 QK_NORMS = ("qk_norm_q", "qk_norm_k")
-RESID_OUT = {"attn_o": "attn", "mlp_down": "mlp"}  # the matrix that writes each residual branch
+RESID_OUT = {"attn_o": "attn", "mlp_down": "mlp", "expert_down": "mlp"}  # matrices that write a residual branch
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class ForwardMults:
     readout: float  # on the logits: α_output, ×1/m_N for a Form A readout
     resid: tuple[tuple[float, float], ...]  # per layer (attn branch, mlp branch): ζA·m_L^-α
     attn_scale: float  # softmax scale passed explicitly to SDPA (spec §7 bug 3)
+    expert_out: float = 1.0  # MoE, Complete-muE only: expert output multiplier A = d/H_act relative to the base
 
 
 def module_types(cfg: RunConfig) -> list[str]:
@@ -61,13 +63,18 @@ def module_types(cfg: RunConfig) -> list[str]:
     m = cfg.model
     out = ["token_emb"] + (["pos_emb"] if m.pos == "learned" else [])
     out += ["norm_attn", "attn_q", "attn_k", "attn_v", "attn_o"] + (list(QK_NORMS) if m.qk_norm else [])
-    out += ["norm_mlp", "mlp_up"] + (["mlp_gate"] if m.mlp == "swiglu" else []) + ["mlp_down", "norm_final"]
+    dense = ["mlp_up"] + (["mlp_gate"] if m.mlp == "swiglu" else []) + ["mlp_down"]
+    experts = ["router", "expert_up"] + (["expert_gate"] if m.mlp == "swiglu" else []) + ["expert_down"]
+    if m.n_experts:
+        out += ["norm_mlp"] + experts + (dense if m.shared_expert else []) + ["norm_final"]
+    else:
+        out += ["norm_mlp"] + dense + ["norm_final"]
     out += [] if m.tie_embeddings else ["unemb"]
     return out
 
 
 def is_block_module(module: str) -> bool:
-    return module in HIDDEN or module in BLOCK_NORMS or module in QK_NORMS
+    return module in HIDDEN or module in BLOCK_NORMS or module in QK_NORMS or module in EXPERTS
 
 
 def _interp_profile(values: list[float], layer: int, depth: int) -> float:
@@ -120,6 +127,8 @@ def _width_depth_factors(cfg: RunConfig, module: str) -> tuple[float, float, flo
         # Hidden: init ×m_N^-½ (mup.init), LR ×m_N⁻¹ (MuAdamW), WD ×m_N (η·λ const, MuAdamW decoupled_wd=False),
         # ε ×m_N⁻¹·m_L^-α (CompleteP Tab.1 / Complete^(d)P Tab.1); no depth-scaled init (spec §7 bug 12).
         return 1.0 / math.sqrt(mn), lr_depth / mn, (eps_depth / mn if eps_on else 1.0), mn
+    if module in EXPERTS:
+        return _expert_factors(cfg, module, mn, lr_depth, eps_depth)
     if module in BLOCK_NORMS:
         # Pre-LN gains: LR ×m_L^(α−1), ε ×m_N⁻¹·m_L^-α (CompleteP Tab.1); WD is 0 unless ζλ asks (spec §1 req. 4).
         return 1.0, lr_depth, (eps_depth / mn if eps_on else 1.0), 1.0
@@ -136,6 +145,43 @@ def _width_depth_factors(cfg: RunConfig, module: str) -> tuple[float, float, flo
         # ε ×m_N⁻¹ so that A and B are abc-equivalent (spec §2.2 note, [D]); microsoft/mup leaves ε at ×1.
         return 1.0, 1.0, (1.0 / mn if eps_on else 1.0), 1.0
     raise ConfigError("module", f"unknown module type {module!r}")
+
+
+def _expert_factors(cfg: RunConfig, module: str, mn: float, lr_depth: float, eps_depth: float
+                    ) -> tuple[float, float, float, float]:
+    """MoE rows of spec §3 (router, experts); all sit inside the residual branch, so the CompleteP depth factors
+    apply to their LR and ε. The number of experts changes nothing per expert (DMFT at fixed κ; Complete-muE)."""
+    eps_on = cfg.param.eps_scaling
+    if module == "router":
+        if cfg.param.router == "readout":
+            # Router as a readout, Form B (mup #48 "routing gate should be MuReadout"; DMFT Tab.1): init ×m_N⁻¹,
+            # LR ×m_N⁻¹, WD ×m_N; ε ×m_L^-α only, its gradient being Θ(1) per entry like QK-norm (spec §3 [D]).
+            return 1.0 / mn, lr_depth / mn, (eps_depth if eps_on else 1.0), mn
+        # Router as a d-controlled hidden projection (Complete-muE): the hidden row.
+        return 1.0 / math.sqrt(mn), lr_depth / mn, (eps_depth / mn if eps_on else 1.0), mn
+    if module in ("expert_up", "expert_gate"):
+        # fan-in d: the hidden row (μP reading, DMFT and Complete-muE agree).
+        return 1.0 / math.sqrt(mn), lr_depth / mn, (eps_depth / mn if eps_on else 1.0), mn
+    # expert_down, fan-in h_e = α_ffn·d, so its width ratio is m_N·m_a.
+    ma = cfg.expert_ratios()["m_expert_width"]
+    fan = mn * ma
+    variant = cfg.param.expert_down
+    if variant == "fanin":  # μP reading: hidden with fan_in = h_e
+        init = 1.0 / math.sqrt(fan)
+    elif variant == "dmft":  # DMFT: σ = α_ffn⁻¹·n_embd^-½ (mean-field in expert width), η = α_ffn⁻¹·n_embd⁻¹
+        init = 1.0 / (math.sqrt(mn) * ma)
+    else:  # complete_mue: init ×sqrt(H_act/d) relative to the dense companion; width LR; output multiplier A = d/H_act
+        init = 1.0 / math.sqrt(mn) * math.sqrt(_h_act_ratio(cfg) / mn)
+        fan = mn
+    return init, lr_depth / fan, (eps_depth / fan if eps_on else 1.0), fan
+
+
+def _h_act_ratio(cfg: RunConfig) -> float:
+    """H_act = k·h_e (Complete-muE's sparse active hidden width), relative to the base model's."""
+    m, p = cfg.model, cfg.param
+    base_k = m.top_k if p.fixed_sparsity else cfg.top_k_eff
+    base_h = (p.base_expert_mlp_ratio or m.expert_mlp_ratio or m.mlp_ratio) * p.base_width
+    return (cfg.top_k_eff * m.d_expert) / (base_k * base_h)
 
 
 def group_setting(cfg: RunConfig, module: str, layer: int | None) -> GroupSetting:
@@ -196,7 +242,11 @@ def forward_multipliers(cfg: RunConfig) -> ForwardMults:
         # shape (mutransformers attn_mult = sqrt(d_head) default).
         base_head_dim = cfg.param.base_width // cfg.model.n_heads if cfg.model.n_heads else cfg.model.head_dim
         attn_scale = cfg.hp.attn_mult * math.sqrt(base_head_dim) / d_head
-    return ForwardMults(emb=cfg.hp.emb_mult, readout=readout, resid=resid, attn_scale=attn_scale)
+    expert_out = 1.0
+    if cfg.model.n_experts and name in MU_FAMILY and cfg.param.expert_down == "complete_mue":
+        expert_out = r["m_width"] / _h_act_ratio(cfg)  # Complete-muE: A = d / H_act (spec §3)
+    return ForwardMults(emb=cfg.hp.emb_mult, readout=readout, resid=resid, attn_scale=attn_scale,
+                        expert_out=expert_out)
 
 
 def _module_fwd_mult(cfg: RunConfig, module: str, layer: int | None) -> float:
@@ -207,7 +257,8 @@ def _module_fwd_mult(cfg: RunConfig, module: str, layer: int | None) -> float:
     if module == "unemb":
         return fm.readout
     if module in RESID_OUT and layer is not None:
-        return fm.resid[layer][0 if RESID_OUT[module] == "attn" else 1]
+        branch = fm.resid[layer][0 if RESID_OUT[module] == "attn" else 1]
+        return branch * (fm.expert_out if module == "expert_down" else 1.0)
     return 1.0
 
 

@@ -29,6 +29,7 @@ AXES: Final[dict[str, str]] = {
     "batch": "train.batch_size",
     "tokens": "train.tokens",
     "experts": "model.n_experts",
+    "expert_width": "model.expert_mlp_ratio",
 }
 
 # --- params that are derived (not config fields) but logged for convenience ---
@@ -42,9 +43,12 @@ P_WIDTH_RATIO: Final = "derived.m_width"  # m_N = width / base_width
 P_DEPTH_RATIO: Final = "derived.m_depth"  # m_L = depth / base_depth
 P_BATCH_RATIO: Final = "derived.m_batch"  # m_B = batch / base_batch
 P_TOKENS_RATIO: Final = "derived.m_tokens"  # m_D = tokens / base_tokens
+P_N_PARAMS_ACTIVE: Final = "derived.n_params_active"  # non-embedding params a token uses (MoE: k of E experts)
+P_TOP_K: Final = "derived.top_k"  # active experts per token (MoE)
+P_D_EXPERT: Final = "derived.d_expert"  # expert hidden width (MoE)
 DERIVED_PARAMS: Final = (
     P_N_PARAMS, P_N_PARAMS_NON_EMB, P_STEPS, P_HEAD_DIM, P_N_HEADS, P_D_FF,
-    P_WIDTH_RATIO, P_DEPTH_RATIO, P_BATCH_RATIO, P_TOKENS_RATIO,
+    P_WIDTH_RATIO, P_DEPTH_RATIO, P_BATCH_RATIO, P_TOKENS_RATIO, P_N_PARAMS_ACTIVE, P_TOP_K, P_D_EXPERT,
 )
 
 # --- frequently used config params (full list: trainer.config field names, flattened) ---
@@ -91,7 +95,11 @@ M_LR_SCALE: Final = "train.lr_scale"  # schedule factor sched(t) in [0, 1]; grou
 M_GRAD_NORM: Final = "train.grad_norm"  # before clipping
 M_TOKENS_PER_S: Final = "perf.tokens_per_s"
 M_MFU: Final = "perf.mfu"  # only on CUDA devices with a known peak
-HISTORY_METRICS: Final = (M_TRAIN_LOSS, M_VAL_LOSS, M_LR_SCALE, M_GRAD_NORM, M_TOKENS_PER_S, M_MFU)
+M_MOE_LOAD_CV: Final = "moe.load_cv"  # coefficient of variation of the tokens-per-expert fractions (mean over layers)
+M_MOE_ENTROPY: Final = "moe.router_entropy"  # mean router entropy / log(E): 1 = uniform, 0 = one-hot
+M_MOE_DROPPED: Final = "moe.dropped_frac"  # fraction of token-expert assignments dropped by the capacity limit
+HISTORY_METRICS: Final = (M_TRAIN_LOSS, M_VAL_LOSS, M_LR_SCALE, M_GRAD_NORM, M_TOKENS_PER_S, M_MFU,
+                          M_MOE_LOAD_CV, M_MOE_ENTROPY, M_MOE_DROPPED)
 
 # --- summary metrics (logged once, at the end of a run, also for diverged runs) ---
 S_INITIAL_LOSS: Final = "summary.initial_loss"  # train loss of the first step
@@ -105,15 +113,18 @@ S_TOKENS_PER_S: Final = "summary.tokens_per_s"
 S_MFU: Final = "summary.mfu"
 S_WALL_S: Final = "summary.wall_s"
 S_DIVERGED_STEP: Final = "summary.diverged_step"  # only for diverged runs
+S_MOE_LOAD_CV: Final = "summary.moe_load_cv"  # MoE: last logged load CV
+S_MOE_ENTROPY: Final = "summary.moe_router_entropy"  # MoE: last logged normalised router entropy
 SUMMARY_METRICS: Final = (
     S_INITIAL_LOSS, S_FINAL_TRAIN_LOSS, S_FINAL_VAL_LOSS, S_BEST_VAL_LOSS, S_MAX_TRAIN_LOSS, S_STEPS_DONE,
-    S_TOKENS_SEEN, S_TOKENS_PER_S, S_MFU, S_WALL_S, S_DIVERGED_STEP,
+    S_TOKENS_SEEN, S_TOKENS_PER_S, S_MFU, S_WALL_S, S_DIVERGED_STEP, S_MOE_LOAD_CV, S_MOE_ENTROPY,
 )
 
 # --- artifacts ---
 A_CONFIG: Final = "config.json"  # the resolved config (same content as the params, nested)
 A_EFFECTIVE_GROUPS: Final = "effective_groups.json"  # the `trainer explain` table: per-group init/fwd/lr/eps/wd/betas
 A_COORD_CHECK: Final = "coord_check.json"
+A_MOE_LOAD: Final = "moe_load.json"  # MoE: final fraction of tokens per expert, per layer
 
 # --- coordinate-check metric names (``python -m trainer coord-check``) ---
 COORD_PREFIX: Final = "coord."  # coord.<module>.act and coord.<module>.delta, step = training step

@@ -74,7 +74,20 @@ def derived_params(cfg: RunConfig, model: GPT) -> dict[str, float | int]:
         schema.P_DEPTH_RATIO: r["m_depth"],
         schema.P_BATCH_RATIO: r["m_batch"],
         schema.P_TOKENS_RATIO: r["m_tokens"],
+        schema.P_N_PARAMS_ACTIVE: model.n_params_active(),
+        schema.P_TOP_K: cfg.top_k_eff if cfg.model.n_experts else 0,
+        schema.P_D_EXPERT: cfg.model.d_expert if cfg.model.n_experts else 0,
     }
+
+
+def moe_metrics(model: GPT) -> dict[str, float]:
+    """Routing health averaged over MoE layers (from the last training forward): load CV, entropy, dropped."""
+    layers = [moe.stats for moe in model.moe_layers() if moe.stats]
+    if not layers:
+        return {}
+    mean = {key: float(torch.stack([s[key] for s in layers]).mean()) for key in ("load_cv", "entropy", "dropped")}
+    return {schema.M_MOE_LOAD_CV: mean["load_cv"], schema.M_MOE_ENTROPY: mean["entropy"],
+            schema.M_MOE_DROPPED: mean["dropped"]}
 
 
 @torch.no_grad()
@@ -182,6 +195,7 @@ def _train(cfg: RunConfig, logger: RunLogger, summary: dict[str, float]) -> tupl
                            schema.M_GRAD_NORM: float(grad_norm), schema.M_TOKENS_PER_S: tps}
                 if peak:
                     metrics[schema.M_MFU] = tps * flops_per_token / peak
+                metrics.update(moe_metrics(model))
                 logger.log_metrics(metrics, step=step + 1)
                 train_losses.append(mean_loss)
                 if not math.isfinite(mean_loss):
@@ -197,6 +211,7 @@ def _train(cfg: RunConfig, logger: RunLogger, summary: dict[str, float]) -> tupl
                 if not math.isfinite(val):
                     raise _Divergence(step + 1, f"non-finite validation loss at step {step + 1}")
     except _Divergence as div:
+        _summarise_moe(model, logger, summary)
         _summarise(summary, train_losses, val_losses, div.step, tokens_per_step)
         summary[schema.S_DIVERGED_STEP] = div.step
         return schema.STATUS_DIVERGED, str(div)
@@ -204,8 +219,19 @@ def _train(cfg: RunConfig, logger: RunLogger, summary: dict[str, float]) -> tupl
     summary[schema.S_TOKENS_PER_S] = total * tokens_per_step / elapsed
     if peak:
         summary[schema.S_MFU] = summary[schema.S_TOKENS_PER_S] * flops_per_token / peak
+    _summarise_moe(model, logger, summary)
     _summarise(summary, train_losses, val_losses, total, tokens_per_step)
     return schema.STATUS_OK, ""
+
+
+def _summarise_moe(model: GPT, logger: RunLogger, summary: dict[str, float]) -> None:
+    """MoE runs: last routing statistics as summaries, and each layer's token fractions per expert as an artifact."""
+    last = moe_metrics(model)
+    if not last:
+        return
+    summary[schema.S_MOE_LOAD_CV] = last[schema.M_MOE_LOAD_CV]
+    summary[schema.S_MOE_ENTROPY] = last[schema.M_MOE_ENTROPY]
+    logger.log_json(schema.A_MOE_LOAD, [moe.stats["load"].tolist() for moe in model.moe_layers() if moe.stats])
 
 
 def _summarise(summary: dict[str, float], train_losses: list[float], val_losses: list[float], steps_done: int,

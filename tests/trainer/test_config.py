@@ -28,7 +28,9 @@ from trainer.config import ConfigError, RunConfig, config_hash, load_config, unf
         ({"model": {"tie_embeddings": True}, "param": {"readout": "B"}}, "model.tie_embeddings"),
         ({"train": {"tokens": 10, "batch_size": 4}}, "train.tokens"),
         ({"depth_profile": {"lr": []}}, "depth_profile.lr"),
-        ({"model": {"n_experts": 4}}, "model.n_experts"),
+        ({"model": {"n_experts": 4, "top_k": 5}}, "model.top_k"),
+        ({"model": {"n_experts": 4, "balance": "loss"}}, "model.balance"),
+        ({"model": {"n_experts": 4}, "param": {"expert_down": "mup"}}, "param.expert_down"),
     ],
 )
 def test_bad_config_is_refused_naming_the_field(raw: dict, field: str) -> None:
