@@ -66,7 +66,9 @@ def add_scale_columns(runs: pl.DataFrame) -> pl.DataFrame:
 
     ``scale.tokens`` is the planned token count: ``train.tokens`` when set, else derived.steps × batch × seq_len
     (the trainer logs tokens = 0 when a run is given in steps), else ``summary.tokens_seen``. ``scale.experts`` is
-    null for dense models (0 experts) so that a log-scale fit never sees log(0)."""
+    null for dense models (0 experts) so that a log-scale fit never sees log(0); ``scale.expert_width`` is the
+    effective h_e/d of MoE runs (``model.expert_mlp_ratio``, whose 0 means "= model.mlp_ratio") and null for dense
+    ones."""
     out = runs
     for axis, col in S.AXES.items():
         if axis == "tokens":
@@ -75,6 +77,11 @@ def add_scale_columns(runs: pl.DataFrame) -> pl.DataFrame:
             expr = _num(col)
             if axis == "experts":
                 expr = pl.when(expr > 0).then(expr).otherwise(None)
+            if axis == "expert_width":
+                moe = _num(S.AXES["experts"]) > 0 if S.AXES["experts"] in runs.columns else pl.lit(False)
+                ratio = pl.when(expr > 0).then(expr).otherwise(_num("model.mlp_ratio")) \
+                    if "model.mlp_ratio" in runs.columns else expr
+                expr = pl.when(moe & (ratio > 0)).then(ratio).otherwise(None)
             out = out.with_columns(expr.alias(SCALE_PREFIX + axis))
     tokens = pl.lit(None, pl.Float64)
     if S.S_TOKENS_SEEN in runs.columns:
@@ -219,6 +226,8 @@ def _best_logged(df: pl.DataFrame, objective: str, history: pl.DataFrame | None)
     """The lowest logged value of the objective's history over training (None when unknown)."""
     if objective == S.S_FINAL_VAL_LOSS and S.S_BEST_VAL_LOSS in df.columns:
         return _col_or_null(df, S.S_BEST_VAL_LOSS)
+    if objective == S.S_FINAL_TRAIN_LOSS and S.S_MIN_TRAIN_LOSS in df.columns and history is None:
+        return _col_or_null(df, S.S_MIN_TRAIN_LOSS)
     key = {S.S_FINAL_VAL_LOSS: S.M_VAL_LOSS, S.S_FINAL_TRAIN_LOSS: S.M_TRAIN_LOSS}.get(objective)
     if history is None or key is None:
         return None

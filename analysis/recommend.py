@@ -30,6 +30,7 @@ from analysis.optimum import optimum_table
 from analysis.scaling_law import fit_lr_law
 from analysis.transfer import AxisTransfer, axis_transfer
 from trainer import schema as S
+from trainer.config import typed_flat
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("recommendation.schema.json")
@@ -228,7 +229,7 @@ def _config_overrides(params: dict, entries: list[dict], target: Mapping[str, fl
         out[e["name"]] = float(e["value"])
     for axis, value in target.items():
         out[S.AXES[axis]] = _plain(float(value))
-    return out
+    return typed_flat(out)  # the trainer's own field types, not MLflow's strings ('True', '0.5')
 
 
 def _effective_groups(params: dict, overrides: dict) -> tuple[list[dict] | None, str | None]:

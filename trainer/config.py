@@ -472,6 +472,24 @@ def _parse_section(cls: type, raw: Any, section: str) -> Any:
     return cls(**kwargs)
 
 
+def typed_flat(flat: dict[str, Any]) -> dict[str, Any]:
+    """Dotted overrides with each value converted to its config field's type (MLflow hands back strings such as
+    'True' or '0.5'); multipliers become floats, depth profiles lists. Unknown keys raise ConfigError."""
+    defaults = RunConfig().to_flat()
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key.startswith("mult."):
+            out[key] = _to_float(value, key)
+        elif key.startswith("depth_profile."):
+            out[key] = [_to_float(v, key) for v in (json.loads(value) if isinstance(value, str) else value)]
+        elif key in defaults:
+            section, name = key.split(".", 1)
+            out[key] = _coerce(value, get_type_hints(_SECTIONS[section])[name], key)
+        else:
+            raise ConfigError(key, "not a config field")
+    return out
+
+
 def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     """``{"model.width": 64, "mult.lr.unemb": 2}`` -> nested dict (the YAML form)."""
     nested: dict[str, Any] = {}

@@ -107,6 +107,7 @@ S_FINAL_TRAIN_LOSS: Final = "summary.final_train_loss"  # mean train loss over t
 S_FINAL_VAL_LOSS: Final = "summary.final_val_loss"  # val loss after the last step (the default objective)
 S_BEST_VAL_LOSS: Final = "summary.best_val_loss"
 S_MAX_TRAIN_LOSS: Final = "summary.max_train_loss"
+S_MIN_TRAIN_LOSS: Final = "summary.min_train_loss"  # lowest logged train-loss point (late blow-up detection)
 S_STEPS_DONE: Final = "summary.steps_done"
 S_TOKENS_SEEN: Final = "summary.tokens_seen"
 S_TOKENS_PER_S: Final = "summary.tokens_per_s"
@@ -116,7 +117,8 @@ S_DIVERGED_STEP: Final = "summary.diverged_step"  # only for diverged runs
 S_MOE_LOAD_CV: Final = "summary.moe_load_cv"  # MoE: last logged load CV
 S_MOE_ENTROPY: Final = "summary.moe_router_entropy"  # MoE: last logged normalised router entropy
 SUMMARY_METRICS: Final = (
-    S_INITIAL_LOSS, S_FINAL_TRAIN_LOSS, S_FINAL_VAL_LOSS, S_BEST_VAL_LOSS, S_MAX_TRAIN_LOSS, S_STEPS_DONE,
+    S_INITIAL_LOSS, S_FINAL_TRAIN_LOSS, S_FINAL_VAL_LOSS, S_BEST_VAL_LOSS, S_MAX_TRAIN_LOSS, S_MIN_TRAIN_LOSS,
+    S_STEPS_DONE,
     S_TOKENS_SEEN, S_TOKENS_PER_S, S_MFU, S_WALL_S, S_DIVERGED_STEP, S_MOE_LOAD_CV, S_MOE_ENTROPY,
 )
 

@@ -244,6 +244,9 @@ def _summarise(summary: dict[str, float], train_losses: list[float], val_losses:
         tail = train_losses[-max(1, len(train_losses) // 10):]
         summary[schema.S_FINAL_TRAIN_LOSS] = sum(tail) / len(tail)
         summary[schema.S_MAX_TRAIN_LOSS] = max(train_losses)
+        finite = [v for v in train_losses if math.isfinite(v)]
+        if finite:
+            summary[schema.S_MIN_TRAIN_LOSS] = min(finite)
     if val_losses:
         summary[schema.S_FINAL_VAL_LOSS] = val_losses[-1]
         finite = [v for v in val_losses if math.isfinite(v)]

@@ -92,3 +92,12 @@ def test_late_blowup_from_history_for_train_objective():
     out = prepare_runs(pl.DataFrame(rows), S.S_FINAL_TRAIN_LOSS, history=hist)
     assert out.filter(pl.col("run_id") == "a")["status"][0] == "diverged"
     assert out.filter(pl.col("run_id") == "b")["status"][0] == "ok"
+
+
+def test_late_blowup_from_summaries_for_train_objective():
+    """Without histories, the trainer's summary.min_train_loss is the best logged point."""
+    rows = [_run("a", **{S.S_FINAL_TRAIN_LOSS: 3.5, S.S_MIN_TRAIN_LOSS: 3.0}),
+            _run("b", lr=2e-3, **{S.S_FINAL_TRAIN_LOSS: 3.0, S.S_MIN_TRAIN_LOSS: 2.99})]
+    out = prepare_runs(pl.DataFrame(rows), S.S_FINAL_TRAIN_LOSS)
+    assert out.filter(pl.col("run_id") == "a")["status"][0] == "diverged"
+    assert out.filter(pl.col("run_id") == "b")["status"][0] == "ok"

@@ -93,3 +93,15 @@ def test_derived_ratios(tiny: RunConfig) -> None:
                                "train.tokens": 8 * 32 * 40, "param.base_tokens": 8 * 32 * 10})
     assert cfg.ratios() == {"m_width": 4.0, "m_depth": 4.0, "m_batch": 2.0, "m_tokens": 4.0}
     assert cfg.steps == 40
+
+
+def test_typed_flat_restores_field_types_from_mlflow_strings() -> None:
+    from trainer.config import typed_flat
+
+    out = typed_flat({"param.eps_scaling": "True", "param.alpha": 1, "model.width": "64", "mult.lr.unemb": "2",
+                      "depth_profile.lr": "[1, 0.5]", "param.name": "mup"})
+    assert out == {"param.eps_scaling": True, "param.alpha": 1.0, "model.width": 64, "mult.lr.unemb": 2.0,
+                   "depth_profile.lr": [1.0, 0.5], "param.name": "mup"}
+    assert isinstance(out["param.alpha"], float) and isinstance(out["model.width"], int)
+    with pytest.raises(ConfigError, match="hp.lrr"):
+        typed_flat({"hp.lrr": 1})
