@@ -107,7 +107,8 @@ def prepare_runs(runs: pl.DataFrame, objective: str | None = None, *, history: p
     See ``classify_runs`` for the rules and the added columns."""
     df = runs
     if S.T_RUN_KIND in df.columns:
-        df = df.filter(pl.col(S.T_RUN_KIND).is_null() | (pl.col(S.T_RUN_KIND) != "sweep"))
+        # Only training runs are data: sweep parents and coordinate-check runs are not points of a sweep.
+        df = df.filter(pl.col(S.T_RUN_KIND).is_null() | (pl.col(S.T_RUN_KIND) == S.RUN_KIND_TRAIN))
     mult_cols = [c for c in df.columns if c.startswith(S.MULT_PREFIX)]
     df = df.with_columns([pl.col(c).fill_null(1.0) if df[c].dtype.is_numeric() else pl.col(c).fill_null("1.0")
                           for c in mult_cols])

@@ -162,7 +162,7 @@ def import_long_table(data: pl.DataFrame | str | Path, mapping: Mapping | dict |
     ])
     tags_long = summaries.select(
         "run_id",
-        pl.lit(m.name).alias(S.T_SWEEP_ID), pl.lit("train").alias(S.T_RUN_KIND),
+        pl.lit(m.name).alias(S.T_SWEEP_ID), pl.lit(S.RUN_KIND_TRAIN).alias(S.T_RUN_KIND),
         pl.lit(f"import:{m.name}").alias(S.T_SOURCE),
         pl.when(pl.col(S.S_DIVERGED_STEP).is_not_null()).then(pl.lit(S.STATUS_DIVERGED))
         .otherwise(pl.lit(S.STATUS_OK)).alias(S.T_STATUS),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from trainer.config import RunConfig
@@ -23,3 +26,21 @@ def tiny_config(**overrides: object) -> RunConfig:
 @pytest.fixture
 def tiny() -> RunConfig:
     return tiny_config()
+
+
+@pytest.fixture(scope="session")
+def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated SQLite store; creating one costs ~2 s of MLflow migrations, copying it costs nothing."""
+    from trainer import tracking
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    tracking.ensure_store(f"sqlite:///{path}", "template")
+    return path
+
+
+@pytest.fixture
+def store_uri(tmp_path: Path, _migrated_db: Path) -> str:
+    """A private SQLite store per test, never the repository's mlruns/."""
+    (tmp_path / "store").mkdir()
+    shutil.copy(_migrated_db, tmp_path / "store" / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"

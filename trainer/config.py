@@ -11,6 +11,7 @@ This module is pure Python so analysis and app can rebuild configs from params w
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -239,7 +240,13 @@ class RunConfig:
 
     # ---- (de)serialisation --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The nested YAML form; ``RunConfig.from_dict(cfg.to_dict()) == cfg``."""
+        out: dict[str, Any] = {s: dataclasses.asdict(getattr(self, s)) for s in _SECTIONS}
+        out["mult"] = {kind: dict(per_module) for kind, per_module in self.mult.items() if per_module}
+        out["mult"]["resid"] = dict(self.resid)
+        if self.depth_profile:
+            out["depth_profile"] = {k: list(v) for k, v in self.depth_profile.items()}
+        return out
 
     def to_flat(self) -> dict[str, Any]:
         """Dotted keys -> values; multipliers as ``mult.<kind>.<module>``, residuals as ``mult.resid.<branch>``,
@@ -465,7 +472,7 @@ def _parse_section(cls: type, raw: Any, section: str) -> Any:
     kwargs = {}
     for key, value in raw.items():
         if key not in names:
-            close = [n for n in names if n.startswith(str(key)[:3])]
+            close = difflib.get_close_matches(str(key), sorted(names), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"{section}.{key}", f"unknown field{hint} (known: {sorted(names)})")
         kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
@@ -506,12 +513,18 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 
 def config_hash(cfg: RunConfig) -> str:
     """Identity of a run for resume: sha256 of the canonical resolved config, without fields that do not change
-    what is trained (device, logging cadence). Multipliers equal to 1 are dropped so that spelling out a default
-    does not change the hash."""
+    what is trained (device, logging cadence).
+
+    Only values that differ from the defaults enter the hash (multipliers of 1 included), so adding a new config
+    field with a default that reproduces the old behaviour keeps every existing hash, and a resumed sweep does not
+    retrain everything after an upgrade. The flip side: changing an existing default is a breaking change to run
+    identity and must come with a new field instead."""
     flat = cfg.to_flat()
-    for key in ("train.device", "train.log_every", "train.compile", "train.tokens"):
+    for key in ("train.device", "train.log_every", "train.compile", "train.tokens", "train.steps"):
         flat.pop(key)
-    flat = {k: v for k, v in flat.items() if not (k.startswith("mult.") and float(v) == 1.0)}
+    defaults = RunConfig().to_flat()
+    flat = {k: v for k, v in flat.items()
+            if not (k in defaults and defaults[k] == v) and not (k.startswith("mult.") and float(v) == 1.0)}
     flat["train.steps"] = cfg.steps  # tokens or steps: hash what is actually trained
     canonical = json.dumps(flat, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

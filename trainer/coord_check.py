@@ -122,7 +122,7 @@ def log_coord_check(rows: list[dict], tracking_uri: str, experiment: str) -> int
     keys = sorted({(r["param"], r["axis"], r["value"]) for r in rows})
     for param, axis, value in keys:
         mine = [r for r in rows if (r["param"], r["axis"], r["value"]) == (param, axis, value)]
-        tags = {schema.T_RUN_KIND: "coord_check", schema.T_SOURCE: "trainer", **provenance_tags()}
+        tags = {schema.T_RUN_KIND: schema.RUN_KIND_COORD, schema.T_SOURCE: "trainer", **provenance_tags()}
         with tracking.start_run(tracking_uri, experiment, run_name=f"coord-{param}-{axis}{value}", tags=tags) as log:
             log.log_params({schema.P_PARAMETERIZATION: param, schema.AXES[axis]: value, "coord.axis": axis})
             for r in mine:

@@ -62,10 +62,16 @@ MULT_PREFIX: Final = "mult."  # mult.<kind>.<module>, kind in MULT_KINDS
 MULT_KINDS: Final = ("lr", "init", "wd", "eps", "beta1", "beta2")
 RESID_PREFIX: Final = "mult.resid."  # mult.resid.attn, mult.resid.mlp
 
+# --- sweep parent runs ---
+P_SWEEP_N_CONFIGS: Final = "sweep.n_configs"
+P_SWEEP_DIMS: Final = "sweep.dims"  # JSON {dotted key: [values]} of the varied fields
+A_SWEEP_SPEC: Final = "sweep_spec.yaml"  # the spec as written
+A_SWEEP_PLAN: Final = "sweep_plan.json"  # base config, dimensions and every point with its config hash
+
 # --- tags ---
 T_SWEEP_ID: Final = "sweep.id"  # the sweep this run belongs to (children and the parent sweep run)
 T_SWEEP_NAME: Final = "sweep.name"
-T_RUN_KIND: Final = "run.kind"  # "train" for a training run, "sweep" for the parent run of a sweep
+T_RUN_KIND: Final = "run.kind"  # one of RUN_KINDS
 T_CONFIG_HASH: Final = "config.hash"  # sha256 of the canonical resolved config (trainer.config.config_hash)
 T_STATUS: Final = "run.status"  # trainer's own verdict, one of STATUSES
 T_STATUS_REASON: Final = "run.status_reason"  # human-readable why (NaN at step 41, exception text, …)
@@ -78,6 +84,11 @@ T_SOURCE: Final = "source"  # "trainer" for our runs, "import:<name>" for import
 T_TRAINER_VERSION: Final = "trainer.schema_version"
 T_PARENT_RUN_ID: Final = "mlflow.parentRunId"  # MLflow's own tag for nested runs
 T_SUPERSEDED_BY: Final = "run.superseded_by"  # set on an interrupted run when a resumed sweep re-ran its config
+
+RUN_KIND_TRAIN: Final = "train"  # a training run (the only kind analysis fits)
+RUN_KIND_SWEEP: Final = "sweep"  # the parent run of a sweep
+RUN_KIND_COORD: Final = "coord_check"  # one (parameterization, scale) of a coordinate check
+RUN_KINDS: Final = (RUN_KIND_TRAIN, RUN_KIND_SWEEP, RUN_KIND_COORD)
 
 # run.status values written by the trainer. Analysis refines these (truncated, duplicate, late blow-up …).
 STATUS_RUNNING: Final = "running"

@@ -46,12 +46,6 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 # Names this module adds to the run schema (parent-run params/artifacts and run.kind values).
-RUN_KIND_SWEEP = "sweep"
-RUN_KIND_TRAIN = "train"
-P_SWEEP_N_CONFIGS = "sweep.n_configs"
-P_SWEEP_DIMS = "sweep.dims"  # JSON {dotted key: [values]} of the varied fields
-A_SWEEP_SPEC = "sweep_spec.yaml"  # the spec as written
-A_SWEEP_PLAN = "sweep_plan.json"  # base config, dimensions and every point with its config hash
 
 SPEC_KEYS = ("name", "experiment", "base", "axes", "hparams", "parameterizations", "seeds")
 LOG2_KEYS = ("log2_min", "log2_max", "num")
@@ -248,7 +242,7 @@ class ResumeState:
         state = cls()
         for run in sorted(runs, key=lambda r: r.info.start_time or 0):
             tags = run.data.tags
-            if tags.get(schema.T_RUN_KIND) == RUN_KIND_SWEEP:
+            if tags.get(schema.T_RUN_KIND) == schema.RUN_KIND_SWEEP:
                 if state.parent is None:
                     state.parent = run
                 continue
@@ -312,14 +306,14 @@ def _open_parent(client: MlflowClient, experiment_id: str, plan: SweepPlan, pare
         client.update_run(run_id, status="RUNNING")
         client.set_tag(run_id, schema.T_STATUS, schema.STATUS_RUNNING)
         return run_id
-    tags = {schema.T_RUN_KIND: RUN_KIND_SWEEP, schema.T_SWEEP_ID: plan.sweep_id, schema.T_SWEEP_NAME: plan.name,
+    tags = {schema.T_RUN_KIND: schema.RUN_KIND_SWEEP, schema.T_SWEEP_ID: plan.sweep_id, schema.T_SWEEP_NAME: plan.name,
             schema.T_STATUS: schema.STATUS_RUNNING, schema.T_SOURCE: "trainer", **provenance_tags()}
     run_id = client.create_run(experiment_id, run_name=plan.sweep_id, tags=tags).info.run_id
     logger = MlflowRunLogger(client, run_id)
-    logger.log_params({P_SWEEP_N_CONFIGS: len(plan.points),
-                       P_SWEEP_DIMS: json.dumps({d.key: list(d.values) for d in plan.dims})})
-    client.log_text(run_id, plan.spec_text, A_SWEEP_SPEC)
-    logger.log_json(A_SWEEP_PLAN, _plan_json(plan))
+    logger.log_params({schema.P_SWEEP_N_CONFIGS: len(plan.points),
+                       schema.P_SWEEP_DIMS: json.dumps({d.key: list(d.values) for d in plan.dims})})
+    client.log_text(run_id, plan.spec_text, schema.A_SWEEP_SPEC)
+    logger.log_json(schema.A_SWEEP_PLAN, _plan_json(plan))
     return run_id
 
 
@@ -358,7 +352,7 @@ def _tasks(plan: SweepPlan, points: Sequence[SweepPoint], tracking_uri: str, exp
     command = provenance_tags()[schema.T_COMMAND]
     return [SweepTask(index=p.index, config=p.config.to_flat(), config_hash=p.config_hash, label=p.label,
                       tags={schema.T_SWEEP_ID: plan.sweep_id, schema.T_SWEEP_NAME: plan.name,
-                            schema.T_RUN_KIND: RUN_KIND_TRAIN, schema.T_CONFIG_HASH: p.config_hash,
+                            schema.T_RUN_KIND: schema.RUN_KIND_TRAIN, schema.T_CONFIG_HASH: p.config_hash,
                             schema.T_COMMAND: command},
                       tracking_uri=tracking_uri, experiment_id=experiment_id, parent_run_id=parent_run_id)
             for p in points]

@@ -113,7 +113,7 @@ def train_run(cfg: RunConfig, logger: RunLogger, extra_tags: dict[str, str] | No
     """Train ``cfg`` to completion (or divergence) and log it; see the module docstring for the guarantees."""
     start = time.perf_counter()
     tags = {
-        schema.T_RUN_KIND: "train",
+        schema.T_RUN_KIND: schema.RUN_KIND_TRAIN,
         schema.T_SOURCE: "trainer",
         schema.T_CONFIG_HASH: config_hash(cfg),
         schema.T_TRAINER_VERSION: str(schema.SCHEMA_VERSION),

@@ -51,6 +51,13 @@ def test_completedp_beta_guard_names_the_beta() -> None:
 def test_typo_suggests_the_right_field() -> None:
     with pytest.raises(ConfigError, match="did you mean 'width'"):
         RunConfig.from_dict({"model": {"widht": 64}})
+    with pytest.raises(ConfigError, match="did you mean 'lr'"):
+        RunConfig.from_dict({"hp": {"lrr": 0.1}})
+
+
+def test_nested_dict_round_trip(tiny: RunConfig) -> None:
+    cfg = tiny.with_overrides({"mult.lr.token_emb": 2.0, "mult.resid.mlp": 0.5, "depth_profile.lr": [1.0, 0.5]})
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_yaml_errors_name_the_file(tmp_path) -> None:
@@ -86,6 +93,8 @@ def test_config_hash_identifies_what_is_trained(tiny: RunConfig) -> None:
     # the same number of steps given as a token budget is the same run
     tokens = tiny.steps * tiny.train.batch_size * tiny.model.seq_len
     assert h == config_hash(tiny.with_overrides({"train.tokens": tokens, "train.steps": 999}))
+    # spelling out a default value does not change the identity (new fields keep old hashes)
+    assert h == config_hash(tiny.with_overrides({"model.n_experts": 0, "param.router": "readout"}))
 
 
 def test_derived_ratios(tiny: RunConfig) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,20 +22,6 @@ TINY_BASE: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, migrated SQLite store; creating one costs ~2 s of MLflow migrations, copying it costs nothing."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    tracking.ensure_store(f"sqlite:///{path}", "template")
-    return path
-
-
-@pytest.fixture
-def store_uri(tmp_path: Path, _migrated_db: Path) -> str:
-    """A private SQLite store per test, never the repository's mlruns/."""
-    (tmp_path / "store").mkdir()
-    shutil.copy(_migrated_db, tmp_path / "store" / "mlflow.db")
-    return f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
 
 
 def write_spec(directory: Path, **spec: Any) -> Path:
@@ -160,7 +145,7 @@ def _children(store_uri: str, experiment: str) -> list[Any]:
     client = tracking.client_for(store_uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     runs = tracking.search_all_runs(client, experiment_id)
-    return [r for r in runs if r.data.tags.get(schema.T_RUN_KIND) != sweep.RUN_KIND_SWEEP]
+    return [r for r in runs if r.data.tags.get(schema.T_RUN_KIND) != schema.RUN_KIND_SWEEP]
 
 
 def _parent(store_uri: str, experiment: str) -> Any:
@@ -198,7 +183,7 @@ def test_sweep_logs_resumes_retires_stale_runs_and_survives_failures(
     assert lines[1].startswith("[1/2] width=32 lr=0.01 -> ok val ")
     parent = _parent(store_uri, "tests")
     assert parent.data.tags[schema.T_STATUS] == schema.STATUS_INTERRUPTED and parent.info.status == "KILLED"
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {sweep.A_SWEEP_SPEC, sweep.A_SWEEP_PLAN}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {schema.A_SWEEP_SPEC, schema.A_SWEEP_PLAN}
 
     # every child carries the schema: full config params, derived params, provenance tags, summary metrics
     child = _children(store_uri, "tests")[0]
@@ -206,7 +191,7 @@ def test_sweep_logs_resumes_retires_stale_runs_and_survives_failures(
     tags = child.data.tags
     assert config_hash(RunConfig.from_flat(child.data.params)) == tags[schema.T_CONFIG_HASH]  # params rebuild it
     assert tags[schema.T_PARENT_RUN_ID] == parent.info.run_id and tags[schema.T_SWEEP_ID] == plan.sweep_id
-    assert tags[schema.T_RUN_KIND] == sweep.RUN_KIND_TRAIN and tags[schema.T_STATUS] == schema.STATUS_OK
+    assert tags[schema.T_RUN_KIND] == schema.RUN_KIND_TRAIN and tags[schema.T_STATUS] == schema.STATUS_OK
     assert tags[schema.T_CONFIG_HASH] in {p.config_hash for p in plan.points}
     assert schema.T_COMMAND in tags and schema.T_GIT_COMMIT in tags and schema.T_DEVICE in tags
     for name in (schema.S_FINAL_VAL_LOSS, schema.S_INITIAL_LOSS, schema.S_STEPS_DONE, schema.S_WALL_S):
@@ -217,7 +202,7 @@ def test_sweep_logs_resumes_retires_stale_runs_and_survives_failures(
     stale_point = plan.points[2]
     stale_id = client.create_run(parent.info.experiment_id, tags={
         schema.T_SWEEP_ID: plan.sweep_id, schema.T_CONFIG_HASH: stale_point.config_hash,
-        schema.T_RUN_KIND: sweep.RUN_KIND_TRAIN, schema.T_STATUS: schema.STATUS_RUNNING}).info.run_id
+        schema.T_RUN_KIND: schema.RUN_KIND_TRAIN, schema.T_STATUS: schema.STATUS_RUNNING}).info.run_id
     client.log_metric(stale_id, schema.M_TRAIN_LOSS, 5.0, step=3)
 
     # 3. resume: trains only the two missing configs; one of them crashes and the sweep goes on

@@ -17,21 +17,6 @@ from trainer import schema, tracking
 from trainer.runlog import JsonlRunLogger
 
 
-@pytest.fixture(scope="module")
-def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, migrated SQLite store; creating one costs ~2 s of MLflow migrations, copying it costs nothing."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    tracking.ensure_store(f"sqlite:///{path}", "template")
-    return path
-
-
-@pytest.fixture
-def store_uri(tmp_path: Path, _migrated_db: Path) -> str:
-    """A private SQLite store per test, never the repository's mlruns/."""
-    shutil.copy(_migrated_db, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
-
-
 def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking.resolve_tracking_uri(None) == f"sqlite:///{tracking.REPO_ROOT / 'mlruns' / 'mlflow.db'}"
@@ -44,14 +29,14 @@ def test_ensure_store_is_idempotent_and_keeps_artifacts_next_to_the_db(store_uri
     experiment_id = tracking.ensure_store(store_uri, "exp")
     assert tracking.ensure_store(store_uri, "exp") == experiment_id
     experiment = tracking.client_for(store_uri).get_experiment(experiment_id)
-    assert experiment.artifact_location == str(tmp_path / "artifacts" / experiment_id)
+    assert experiment.artifact_location == str(tmp_path / "store" / "artifacts" / experiment_id)
 
 
 def test_artifacts_are_found_after_the_store_moved(store_uri: str, tmp_path: Path) -> None:
     with tracking.start_run(store_uri, "exp") as logger:
         logger.log_json(schema.A_CONFIG, {"model": {"width": 64}})
-    shutil.move(tmp_path, tmp_path.parent / "moved")  # a clone of the repository elsewhere
-    moved_uri = f"sqlite:///{tmp_path.parent / 'moved' / 'mlflow.db'}"
+    shutil.move(tmp_path / "store", tmp_path / "moved")  # a clone of the repository elsewhere
+    moved_uri = f"sqlite:///{tmp_path / 'moved' / 'mlflow.db'}"
     run = tracking.client_for(moved_uri).get_run(logger.run_id)
     assert not Path(run.info.artifact_uri).exists()  # MLflow recorded the old absolute path
     assert (tracking.artifact_dir(moved_uri, run) / schema.A_CONFIG).is_file()
