@@ -48,7 +48,7 @@ def test_analysis_reads_the_sweep_and_the_recommendation_trains_exactly(swept, t
     prepared = prepare_runs(load_runs(uri, "e2e"))
     assert set(prepared.filter(prepared["status"] == "ok")[schema.AXES["width"]].to_list()) == {32.0, 64.0}
     result = analyze(load_runs(uri, "e2e"))
-    assert result is not None
+    assert "width" in result.verdicts["axis"].to_list(), result.problems
     rec = recommend(prepared, {"width": 128}, "mup")
     path = write_recommendation(rec, tmp_path / "rec.json")
     overrides = read_recommendation(path)["config_overrides"]
@@ -61,3 +61,22 @@ def test_analysis_reads_the_sweep_and_the_recommendation_trains_exactly(swept, t
     for key, value in overrides.items():
         assert trained[key] == pytest.approx(value) if isinstance(value, float) else trained[key] == value, key
     assert json.loads(path.read_text())["schema_version"]
+
+
+def test_experts_axis_is_swept_logged_and_analysed(tmp_path) -> None:
+    """Issue 5: a small CPU sweep over E in {2, 4, 8} is logged and the analysis treats experts as an axis."""
+    base = dict(TINY, train=dict(TINY["train"], steps=12),
+                model=dict(TINY["model"], n_experts=2, top_k=1), param=dict(TINY["param"], base_experts=2))
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    spec = {"name": "moe", "experiment": "moe", "base": "base.yaml", "axes": {"model.n_experts": [2, 4, 8]},
+            "hparams": {"hp.lr": {"log2_min": -9, "log2_max": -1, "num": 5}}}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(spec))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    outcome = run_sweep(load_sweep(tmp_path / "sweep.yaml"), uri, SequentialExecutor(), say=lambda _: None)
+    assert outcome.counts[schema.STATUS_OK] + outcome.counts[schema.STATUS_DIVERGED] == 15
+    runs = load_runs(uri, "moe")
+    train_runs = runs.filter(runs[schema.T_RUN_KIND] == schema.RUN_KIND_TRAIN)
+    assert sorted(set(train_runs[schema.AXES["experts"]].to_list())) == [2.0, 4.0, 8.0]
+    assert train_runs[schema.S_MOE_LOAD_CV].is_not_null().all()
+    result = analyze(runs)
+    assert "experts" in result.verdicts["axis"].to_list(), result.problems
