@@ -1,0 +1,210 @@
+"""Benchmark: how fast the dashboard's Transfer page is on a 10k-run experiment, in a real browser.
+
+Builds a synthetic store the way benchmarks/bench_load.py does (MLflow creates the schema and one real run; the
+runs are bulk-inserted with sqlite3 in MLflow's own layout), but with the shape of a real transfer study so that
+every analysis step does its full work: SP and μP × 5 widths × 4 depths × 25 learning rates (2^-14 … 2^-2 in
+half-octave steps) × 10 seeds = 10,000 runs, loss quadratic in log2 LR around an optimum that is flat in width
+for μP and drifts by −1 per doubling under SP, with seed noise, and runs above a stability edge diverged (NaN).
+
+Then starts ``streamlit run app/Home.py`` on a free port and drives Debian's Chromium with Playwright:
+
+* cold: first open of /transfer (load, classify, optima with bootstrap, axis fit, charts);
+* warm: the same URL again (cached analysis; what a second user or a reload sees);
+* change parameterization: a selectbox change (fit cached; new charts);
+* change axis: width → depth (a new axis fit on the cached optimum table).
+
+"Interactive" = Streamlit's script state is notRunning, no skeleton is left and Vega has drawn every chart.
+Usage: python benchmarks/bench_app.py [--runs 10000] [--repeat 3] [--out benchmarks/results/bench_app.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from trainer import schema as S  # noqa: E402
+
+EXPERIMENT = "bench-transfer"
+CHROMIUM = "/usr/bin/chromium"
+SETTLED = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+    if (document.querySelector('[data-testid="stSkeleton"]')) return false;
+    const charts = document.querySelectorAll('.vega-embed').length;
+    return charts > 0 && charts === document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks').length;
+}"""
+
+
+def build_store(path: Path, n_runs: int, seed: int = 0) -> str:
+    """A synthetic transfer study of about ``n_runs`` runs (module docstring) at ``path``; returns its URI."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{path}"
+    client = MlflowClient(uri)
+    exp_id = client.create_experiment(EXPERIMENT)
+    first = client.create_run(exp_id)  # a real run, so every table exists with MLflow's own schema
+    client.delete_run(first.info.run_id)
+    mlflow.set_tracking_uri(uri)
+    rng = random.Random(seed)
+    widths, depths = [128, 256, 512, 1024, 2048], [2, 4, 8, 16]
+    log2_lrs = [-14 + 0.5 * k for k in range(25)]
+    n_seeds = max(1, round(n_runs / (2 * len(widths) * len(depths) * len(log2_lrs))))
+    runs, params, tags, latest = [], [], [], []
+    now = int(time.time() * 1000)
+    i = 0
+    for param in ("sp", "mup"):
+        for width in widths:
+            for depth in depths:
+                doublings = math.log2(width / widths[0])
+                opt = -7.0 - (doublings if param == "sp" else 0.0) - 0.2 * math.log2(depth / 2)
+                edge = opt + 3.0
+                floor = 3.0 - 0.15 * doublings - 0.05 * math.log2(depth)
+                for log2_lr in log2_lrs:
+                    for s in range(n_seeds):
+                        rid = uuid.uuid4().hex
+                        name = f"param={param} width={width} depth={depth} lr=2^{log2_lr:g} seed={s}"
+                        runs.append((rid, name, "LOCAL", "bench", "", "bench", "FINISHED", now + i, now + i + 1000,
+                                     "", "active", f"/tmp/artifacts/{rid}", int(exp_id)))
+                        p = {"model.width": width, "model.depth": depth, "hp.lr": 2.0 ** log2_lr,
+                             "param.name": param, "train.batch_size": 32, "train.tokens": 0, "train.steps": 1000,
+                             "train.seed": s, "model.seq_len": 256, S.P_STEPS: 1000, "model.head_dim": 64}
+                        params += [(k, str(v), rid) for k, v in p.items()]
+                        diverged = log2_lr > edge
+                        loss = math.nan if diverged else floor + 0.02 * (log2_lr - opt) ** 2 + rng.gauss(0, 0.004)
+                        t = {S.T_SWEEP_ID: "bench-1", S.T_SWEEP_NAME: "bench", S.T_RUN_KIND: "train",
+                             S.T_STATUS: "diverged" if diverged else "ok", S.T_SOURCE: "bench",
+                             "mlflow.runName": name}
+                        tags += [(k, v, rid) for k, v in t.items()]
+                        metrics = {S.S_FINAL_VAL_LOSS: loss, S.S_BEST_VAL_LOSS: loss, S.S_INITIAL_LOSS: 10.8,
+                                   S.S_STEPS_DONE: 1000.0}
+                        latest += [(k, 0.0 if math.isnan(v) else v, now, 0, int(math.isnan(v)), rid)
+                                   for k, v in metrics.items()]
+                        i += 1
+    with sqlite3.connect(path) as con:
+        con.executemany("INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
+                        "status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", runs)
+        con.executemany("INSERT INTO params (key, value, run_uuid) VALUES (?,?,?)", params)
+        con.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?,?,?)", tags)
+        con.executemany("INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
+                        "VALUES (?,?,?,?,?,?)", latest)
+    return uri
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_dashboard(uri: str, port: int, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "Home.py"), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--", "--tracking-uri", uri]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    end = time.time() + 60
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise TimeoutError(f"streamlit did not start; see {log}")
+
+
+def timed(page, action) -> float:  # noqa: ANN001 - playwright objects
+    t0 = time.perf_counter()
+    action()
+    page.wait_for_function(SETTLED, timeout=300_000)
+    assert page.locator("[data-testid='stException']").count() == 0, page.inner_text("body")[:1000]
+    return time.perf_counter() - t0
+
+
+def pick(page, label: str, option: str) -> None:  # noqa: ANN001
+    page.get_by_test_id("stSelectbox").filter(has_text=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.wait_for_function("() => document.querySelector('[data-testid=\"stApp\"]')"
+                           ".getAttribute('data-test-script-state') === 'running'", timeout=10_000)
+
+
+def bench(uri: str, n: int, repeat: int, workdir: Path) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    proc = start_dashboard(uri, port, workdir / "streamlit.log")
+    url = f"http://127.0.0.1:{port}/transfer?exp={EXPERIMENT}&param=mup&axis=width"
+    out: dict[str, list[float]] = {"cold_open_s": [], "warm_open_s": [], "change_param_s": [],
+                                   "change_axis_s": []}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox",
+                                                                        "--disable-gpu",
+                                                                        "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            out["cold_open_s"].append(timed(page, lambda: page.goto(url)))
+            for _ in range(repeat):
+                out["warm_open_s"].append(timed(page, lambda: page.goto(url)))
+                out["change_param_s"].append(timed(page, lambda: pick(page, "Parameterization", "sp")))
+                out["change_param_s"].append(timed(page, lambda: pick(page, "Parameterization", "mup")))
+                out["change_axis_s"].append(timed(page, lambda: pick(page, "Scale axis", "depth")))
+                out["change_axis_s"].append(timed(page, lambda: pick(page, "Scale axis", "width")))
+            page.screenshot(path=str(workdir / "bench_transfer.png"), full_page=True)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return {"n_runs": n, **{k: [round(v, 3) for v in vals] for k, vals in out.items()},
+            **{k.replace("_s", "_median_s"): round(statistics.median(v), 3) for k, v in out.items() if v}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_app.json")
+    args = ap.parse_args()
+    if not Path(CHROMIUM).exists():
+        sys.exit(f"needs {CHROMIUM} (apt-get install chromium)")
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        uri = build_store(Path(tmp) / "bench.db", args.runs)
+        build_s = time.perf_counter() - t0
+        result = bench(uri, args.runs, args.repeat, Path(tmp))
+        result["build_s"] = round(build_s, 2)
+    print(f"Transfer page, {result['n_runs']} runs (median of {args.repeat}-{2 * args.repeat}; seconds until "
+          "interactive in Chromium)")
+    print(f"{'cold open':>12} {'warm open':>10} {'param change':>13} {'axis change':>12}")
+    print(f"{result['cold_open_median_s']:>12.2f} {result['warm_open_median_s']:>10.2f} "
+          f"{result['change_param_median_s']:>13.2f} {result['change_axis_median_s']:>12.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
+                                    "python": platform.python_version(), "result": result}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""End to end in a real browser: Debian's Chromium driven by Playwright against `streamlit run app/Home.py` on a
+free port. Every page is opened, a widget is changed, the recommendation JSON is downloaded and validated against
+the schema, and a screenshot of each page is saved (path printed; set APP_SCREENSHOTS=DIR to keep them there).
+
+Skips only when /usr/bin/chromium is missing (.ci/run installs it). Never runs `playwright install`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from analysis.recommend import validate_recommendation
+from tests.app.conftest import ROOT, Stores
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium "
+                                                               "(apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_dashboard(uri: str, port: int, log: Path) -> subprocess.Popen:
+    """The same command scripts/dashboard.sh runs, with the store given by the flag."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "Home.py"), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--", "--tracking-uri", uri]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} not healthy after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def server(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    proc = start_dashboard(stores.main, port, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+SETTLED = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+    if (document.querySelector('[data-testid="stSkeleton"]')) return false;
+    const charts = document.querySelectorAll('.vega-embed').length;
+    return charts === document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks').length;
+}"""
+
+
+def settle(page, timeout_ms: int = 60_000) -> None:  # noqa: ANN001 - playwright Page
+    """Wait until Streamlit finished the run (script state notRunning, no skeletons) and Vega drew every chart;
+    then check that no exception box is on the page."""
+    page.wait_for_function(SETTLED, timeout=timeout_ms)
+    assert page.locator("[data-testid='stException']").count() == 0, page.inner_text("body")[:2000]
+
+
+def test_pages_in_chromium(server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("APP_SCREENSHOTS", tmp_path / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
+        for path, expect in (("", "Tune a small proxy"), ("sweeps", "of 7 sweeps"),
+                             ("compare?exp=mup-demo", "per parameterization (shared axes)"),
+                             ("runs?exp=mup-demo", "of 240 runs"), ("coord-check", "growth_exponent")):
+            page.goto(f"{server}/{path}")
+            settle(page)
+            page.get_by_text(expect).first.wait_for(timeout=30_000)
+            page.screenshot(path=str(shots / f"{path.split('?')[0] or 'overview'}.png"), full_page=True)
+
+        # Transfer: the URL chooses the view, a widget changes it, and the URL follows.
+        page.goto(f"{server}/transfer?exp=mup-demo&param=mup")
+        settle(page)
+        page.wait_for_selector(".vega-embed", timeout=30_000)
+        assert page.get_by_text("inconclusive: drift +0.168").count() == 1
+        page.get_by_test_id("stSelectbox").filter(has_text="Parameterization").click()
+        page.get_by_role("option", name="sp", exact=True).click()
+        page.get_by_text("fails: drift -0.700").wait_for(timeout=30_000)
+        settle(page)
+        assert "param=sp" in page.url
+        assert page.locator(".vega-embed").count() >= 2
+        page.screenshot(path=str(shots / "transfer.png"), full_page=True)
+
+        # Export: change the target, download the JSON, validate it against the schema.
+        page.goto(f"{server}/export?exp=mup-demo&param=mup")
+        settle(page)
+        box = page.get_by_label("width (tested 256–8192)")
+        box.fill("32768")
+        box.press("Enter")
+        page.wait_for_function("() => location.search.includes('target_width=32768')", timeout=30_000)
+        settle(page)
+        with page.expect_download(timeout=30_000) as info:
+            page.get_by_test_id("stDownloadButton").locator("button").click()
+        doc = json.loads(Path(info.value.path()).read_text())
+        validate_recommendation(doc)
+        assert doc["target"] == {"width": 32768} and doc["param_scheme"] == "mup"
+        page.screenshot(path=str(shots / "export.png"), full_page=True)
+        browser.close()
+    print(f"screenshots in {shots}")
