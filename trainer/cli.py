@@ -84,7 +84,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_coord_check(args: argparse.Namespace) -> int:
-    from trainer.coord_check import format_table, log_coord_check, run_coord_check
+    from trainer.coord_check import log_coord_check, run_coord_check
+    from trainer.coord_stats import format_table
 
     cfg = resolve_config(args.config, args.set)
     values = [int(v) for v in args.values.split(",")]

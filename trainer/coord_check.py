@@ -9,7 +9,6 @@ forward is comparable to step 0 element by element.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 
 import numpy as np
@@ -17,14 +16,10 @@ import torch
 
 from trainer import schema
 from trainer.config import RunConfig
+from trainer.coord_stats import HOOKED
 from trainer.data import TokenBatches
 from trainer.model import GPT
 from trainer.optim import make_optimizer
-
-HOOKED = ("token_emb", "attn_q", "attn_k", "attn_o", "mlp_up", "mlp_down")
-# Beyond module outputs: the residual stream after each block and the final logits.
-EXTRA = ("resid", "logits")
-MODULES = HOOKED + EXTRA
 
 
 def _coord_config(cfg: RunConfig, axis: str, value: int, param: str, base: int, steps: int, lr: float) -> RunConfig:
@@ -88,29 +83,6 @@ def run_coord_check(cfg: RunConfig, axis: str, values: list[int], params: list[s
                     rows.append({"param": param, "axis": axis, "value": value, "module": module, "step": step,
                                  "act": act, "delta": delta})
     return rows
-
-
-def growth_exponent(rows: list[dict], param: str, module: str, step: int, key: str = "delta") -> float:
-    """Least-squares slope of log(key) against log(value): ~0 is flat (transfers), ~1 grows linearly with scale."""
-    pts = [(r["value"], r[key]) for r in rows
-           if r["param"] == param and r["module"] == module and r["step"] == step and r[key] > 0]
-    if len(pts) < 2:
-        return math.nan
-    xs = np.log([p[0] for p in pts])
-    ys = np.log([p[1] for p in pts])
-    return float(np.polyfit(xs, ys, 1)[0])
-
-
-def format_table(rows: list[dict], axis: str) -> str:
-    """Growth exponent of |Δactivation| against the axis, per parameterization and module, at the last step."""
-    params = sorted({r["param"] for r in rows})
-    last = max(r["step"] for r in rows)
-    lines = [f"slope of log |Δact| vs log {axis} at step {last} (0 = flat):",
-             f"{'module':<10} " + " ".join(f"{p:>10}" for p in params)]
-    for module in MODULES:
-        cells = [growth_exponent(rows, p, module, last) for p in params]
-        lines.append(f"{module:<10} " + " ".join(f"{c:>10.2f}" for c in cells))
-    return "\n".join(lines)
 
 
 def log_coord_check(rows: list[dict], tracking_uri: str, experiment: str) -> int:

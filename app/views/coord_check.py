@@ -10,7 +10,7 @@ import polars as pl
 import streamlit as st
 
 from app import charts, common, data, state
-from trainer import coord_check as cc
+from trainer import coord_stats as cc
 from trainer import schema as S
 
 uri = data.tracking_uri()
@@ -54,7 +54,7 @@ rows = [{"param": r["param"], "axis": axis, "value": r["value"], "module": r["mo
          quantity: r["size"]} for r in frame.iter_rows(named=True)]
 table = [{"module": m, **{p: cc.growth_exponent(rows, p, m, step, key=quantity)
                           for p in sorted(frame["param"].unique().to_list())}} for m in modules]
-st.caption(f"Slope of log |{quantity}| against log {axis} at step {step} (trainer.coord_check.growth_exponent): "
+st.caption(f"Slope of log |{quantity}| against log {axis} at step {step} (trainer.coord_stats.growth_exponent): "
            "≈ 0 is flat, ≈ 1 grows linearly")
 st.dataframe(pl.DataFrame(table).with_columns(pl.exclude("module").map_elements(
     lambda v: None if v is None or math.isnan(v) else round(v, 3), return_dtype=pl.Float64)), hide_index=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import tiny_config
-from trainer.coord_check import format_table, growth_exponent, run_coord_check
+from trainer.coord_check import run_coord_check
+from trainer.coord_stats import format_table, growth_exponent
 
 
 def test_width_coord_check_mup_flat_sp_growing() -> None:
