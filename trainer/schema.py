@@ -83,6 +83,8 @@ T_COMMAND: Final = "command"  # the command line that produced the run
 T_SOURCE: Final = "source"  # "trainer" for our runs, "import:<name>" for imported external data
 T_TRAINER_VERSION: Final = "trainer.schema_version"
 T_PARENT_RUN_ID: Final = "mlflow.parentRunId"  # MLflow's own tag for nested runs
+T_BATCH_SIZE: Final = "batched.size"  # trained in a batched group of this many configs (trainer.batched)
+T_BATCH_INDEX: Final = "batched.index"  # this run's index in its batched group
 T_SUPERSEDED_BY: Final = "run.superseded_by"  # set on an interrupted run when a resumed sweep re-ran its config
 
 RUN_KIND_TRAIN: Final = "train"  # a training run (the only kind analysis fits)

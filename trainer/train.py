@@ -103,16 +103,45 @@ def evaluate(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Ten
     return float(total) / len(batches)
 
 
-class _Divergence(Exception):
+class Divergence(Exception):
+    """A run ends as diverged at ``step``; the message is the reason logged in run.status_reason."""
+
     def __init__(self, step: int, reason: str) -> None:
         super().__init__(reason)
         self.step = step
 
 
-def train_run(cfg: RunConfig, logger: RunLogger, extra_tags: dict[str, str] | None = None) -> RunResult:
-    """Train ``cfg`` to completion (or divergence) and log it; see the module docstring for the guarantees."""
-    start = time.perf_counter()
-    tags = {
+@dataclass
+class DivergenceMonitor:
+    """The divergence rules, shared by train_run and the batched trainer: a non-finite loss, or an EMA of the
+    logged train loss above ``factor`` × the first step's loss. Raises Divergence."""
+
+    factor: float
+    initial: float = math.nan
+    ema: float | None = None
+
+    def start(self, initial: float) -> None:
+        self.initial = initial
+        if not math.isfinite(initial):
+            raise Divergence(0, f"non-finite loss {initial} at step 0")
+
+    def check_train(self, mean_loss: float, step: int) -> None:
+        if not math.isfinite(mean_loss):
+            raise Divergence(step, f"non-finite train loss ({mean_loss}) by step {step}")
+        self.ema = mean_loss if self.ema is None else 0.7 * self.ema + 0.3 * mean_loss
+        if self.ema > self.factor * self.initial:
+            raise Divergence(step, f"smoothed train loss {self.ema:.3f} above {self.factor}x the initial "
+                             f"{self.initial:.3f} at step {step}")
+
+    def check_val(self, val: float, step: int) -> None:
+        if not math.isfinite(val):
+            raise Divergence(step, f"non-finite validation loss at step {step}")
+
+
+def begin_run(cfg: RunConfig, logger: RunLogger, extra_tags: dict[str, str] | None = None) -> None:
+    """Everything a run logs before training: identity and provenance tags (status running), the flat config as
+    params, the config and its effective per-group table as artifacts."""
+    logger.set_tags({
         schema.T_RUN_KIND: schema.RUN_KIND_TRAIN,
         schema.T_SOURCE: "trainer",
         schema.T_CONFIG_HASH: config_hash(cfg),
@@ -120,22 +149,38 @@ def train_run(cfg: RunConfig, logger: RunLogger, extra_tags: dict[str, str] | No
         schema.T_STATUS: schema.STATUS_RUNNING,
         **provenance_tags(),
         **(extra_tags or {}),
-    }
-    logger.set_tags(tags)
+    })
     logger.log_params(cfg.to_flat())
     logger.log_json(schema.A_CONFIG, cfg.to_dict())
     logger.log_json(schema.A_EFFECTIVE_GROUPS, explain_rows(cfg))
-    summary: dict[str, float] = {}
-    try:
-        status, reason = _train(cfg, logger, summary)
-    except Exception as exc:  # a broken run is recorded, not lost; the sweep goes on
-        status, reason = schema.STATUS_FAILED, f"{type(exc).__name__}: {exc}"
-        logger.log_json("error.json", {"error": reason, "traceback": traceback.format_exc()})
+
+
+def finish_run(logger: RunLogger, summary: dict[str, float], status: str, reason: str, start: float) -> RunResult:
+    """Everything a run logs after training: wall time and summary metrics, the final status, a flush."""
     summary[schema.S_WALL_S] = time.perf_counter() - start
     logger.log_metrics(summary, step=int(summary.get(schema.S_STEPS_DONE, 0)))
     logger.set_tags({schema.T_STATUS: status, schema.T_STATUS_REASON: reason})
     logger.flush()
     return RunResult(status=status, reason=reason, summary=summary)
+
+
+def fail_run(logger: RunLogger, exc: Exception) -> tuple[str, str]:
+    """A broken run is recorded, not lost: status failed, the exception as reason, its traceback as an artifact."""
+    reason = f"{type(exc).__name__}: {exc}"
+    logger.log_json("error.json", {"error": reason, "traceback": traceback.format_exc()})
+    return schema.STATUS_FAILED, reason
+
+
+def train_run(cfg: RunConfig, logger: RunLogger, extra_tags: dict[str, str] | None = None) -> RunResult:
+    """Train ``cfg`` to completion (or divergence) and log it; see the module docstring for the guarantees."""
+    start = time.perf_counter()
+    begin_run(cfg, logger, extra_tags)
+    summary: dict[str, float] = {}
+    try:
+        status, reason = _train(cfg, logger, summary)
+    except Exception as exc:  # a broken run is recorded, not lost; the sweep goes on
+        status, reason = fail_run(logger, exc)
+    return finish_run(logger, summary, status, reason, start)
 
 
 def _train(cfg: RunConfig, logger: RunLogger, summary: dict[str, float]) -> tuple[str, str]:
@@ -157,7 +202,8 @@ def _train(cfg: RunConfig, logger: RunLogger, summary: dict[str, float]) -> tupl
     flops_per_token = model.flops_per_token()
 
     loss_acc = torch.zeros((), device=dev)
-    n_acc, ema, initial = 0, None, None
+    n_acc = 0
+    monitor = DivergenceMonitor(cfg.train.divergence_factor)
     train_losses: list[float] = []
     val_losses: list[float] = []
     t_train = t_last = time.perf_counter()
@@ -176,10 +222,8 @@ def _train(cfg: RunConfig, logger: RunLogger, summary: dict[str, float]) -> tupl
             clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             if step == 0:
-                initial = float(loss.detach())
-                summary[schema.S_INITIAL_LOSS] = initial
-                if not math.isfinite(initial):
-                    raise _Divergence(0, f"non-finite loss {initial} at step 0")
+                summary[schema.S_INITIAL_LOSS] = float(loss.detach())
+                monitor.start(summary[schema.S_INITIAL_LOSS])
             optimizer.step()
             loss_acc += loss.detach().float()
             n_acc += 1
@@ -198,21 +242,15 @@ def _train(cfg: RunConfig, logger: RunLogger, summary: dict[str, float]) -> tupl
                 metrics.update(moe_metrics(model))
                 logger.log_metrics(metrics, step=step + 1)
                 train_losses.append(mean_loss)
-                if not math.isfinite(mean_loss):
-                    raise _Divergence(step + 1, f"non-finite train loss ({mean_loss}) by step {step + 1}")
-                ema = mean_loss if ema is None else 0.7 * ema + 0.3 * mean_loss
-                if ema > cfg.train.divergence_factor * initial:
-                    raise _Divergence(step + 1, f"smoothed train loss {ema:.3f} above "
-                                      f"{cfg.train.divergence_factor}x the initial {initial:.3f} at step {step + 1}")
+                monitor.check_train(mean_loss, step + 1)
             if (step + 1) % cfg.train.eval_every == 0 or last:
                 val = evaluate(model, val_batches, dev, autocast)
                 logger.log_metrics({schema.M_VAL_LOSS: val}, step=step + 1)
                 val_losses.append(val)
-                if not math.isfinite(val):
-                    raise _Divergence(step + 1, f"non-finite validation loss at step {step + 1}")
-    except _Divergence as div:
+                monitor.check_val(val, step + 1)
+    except Divergence as div:
         _summarise_moe(model, logger, summary)
-        _summarise(summary, train_losses, val_losses, div.step, tokens_per_step)
+        summarise(summary, train_losses, val_losses, div.step, tokens_per_step)
         summary[schema.S_DIVERGED_STEP] = div.step
         return schema.STATUS_DIVERGED, str(div)
     elapsed = time.perf_counter() - t_train
@@ -220,7 +258,7 @@ def _train(cfg: RunConfig, logger: RunLogger, summary: dict[str, float]) -> tupl
     if peak:
         summary[schema.S_MFU] = summary[schema.S_TOKENS_PER_S] * flops_per_token / peak
     _summarise_moe(model, logger, summary)
-    _summarise(summary, train_losses, val_losses, total, tokens_per_step)
+    summarise(summary, train_losses, val_losses, total, tokens_per_step)
     return schema.STATUS_OK, ""
 
 
@@ -234,7 +272,7 @@ def _summarise_moe(model: GPT, logger: RunLogger, summary: dict[str, float]) -> 
     logger.log_json(schema.A_MOE_LOAD, [moe.stats["load"].tolist() for moe in model.moe_layers() if moe.stats])
 
 
-def _summarise(summary: dict[str, float], train_losses: list[float], val_losses: list[float], steps_done: int,
+def summarise(summary: dict[str, float], train_losses: list[float], val_losses: list[float], steps_done: int,
                tokens_per_step: int) -> None:
     """Summary metrics from the logged points; values that do not exist (a run diverged before any eval) are left out
     rather than invented."""
