@@ -501,7 +501,7 @@ def execute_batched_tasks(tasks: Sequence[Any]) -> list[Any]:
     each into its own MLflow run, and return one ``executors.TaskResult`` per task. Like ``execute_task`` it never
     raises on a training or logging error: every task of a group that cannot be set up is reported failed."""
     from trainer import tracking
-    from trainer.executors import TaskResult, _failed
+    from trainer.executors import TaskResult, failed_result
 
     start = time.perf_counter()
     run_ids: list[str | None] = [None] * len(tasks)
@@ -518,7 +518,7 @@ def execute_batched_tasks(tasks: Sequence[Any]) -> list[Any]:
                 loggers.append(logger)
             results = train_batched(cfgs, loggers, [task.tags for task in tasks])
     except Exception as exc:
-        return [_failed(task, f"{type(exc).__name__}: {exc}", start, rid) for task, rid in zip(tasks, run_ids,
+        return [failed_result(task, f"{type(exc).__name__}: {exc}", start, rid) for task, rid in zip(tasks, run_ids,
                                                                                                strict=True)]
     wall = time.perf_counter() - start
     return [TaskResult(task.index, rid, r.status, r.reason, r.summary, wall)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 # Names this module adds to the run schema (parent-run params/artifacts and run.kind values).
 
+DEFAULT_BATCH = 16  # configs per batched group: 16 tiny proxies fit easily in CPU or GPU memory
 SPEC_KEYS = ("name", "experiment", "base", "axes", "hparams", "parameterizations", "seeds")
 LOG2_KEYS = ("log2_min", "log2_max", "num")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -448,7 +449,11 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="sweep spec YAML (see docs/sweeps.md)")
     add_tracking_argument(parser)
     parser.add_argument("--executor", choices=EXECUTORS, default="sequential",
-                        help="sequential (in this process) or gpu-pool (one worker process per visible GPU)")
+                        help="sequential (in this process), gpu-pool (one worker process per visible GPU) or ray "
+                             "(one Ray task per run; $RAY_ADDRESS for a cluster, see docs/cluster.md)")
+    parser.add_argument("--batch", type=_positive_int, default=DEFAULT_BATCH, metavar="N",
+                        help="train up to N configs that share a shape as one batched model (sequential executor; "
+                             f"1 = one run at a time; default {DEFAULT_BATCH})")
     parser.add_argument("--dry-run", action="store_true", help="print the planned runs and what would be skipped")
     parser.add_argument("--max-runs", type=_positive_int, default=None, metavar="N",
                         help="train at most N runs, then stop (rerun to continue)")
@@ -464,7 +469,7 @@ def cli_sweep(args: argparse.Namespace) -> int:
             print(line)
         return 0
     try:
-        executor = make_executor(args.executor)
+        executor = make_executor(args.executor, args.batch)
     except ExecutorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

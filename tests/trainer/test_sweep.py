@@ -302,3 +302,21 @@ def test_gpu_pool_sweep(tmp_path: Path, store_uri: str) -> None:
     outcome = sweep.run_sweep(plan, store_uri, GpuPoolExecutor(), say=print)
     assert outcome.counts == {schema.STATUS_OK: 2}
     assert all(r.data.tags[schema.T_DEVICE].startswith("cuda") for r in _children(store_uri, "tests"))
+
+
+def test_configs_sharing_a_shape_train_as_batched_groups(tmp_path: Path, store_uri: str) -> None:
+    """--batch: same-shape configs train as one batched model, each still its own run; shapes are kept apart."""
+    spec = write_spec(tmp_path, parameterizations=["sp", "mup"], axes={"model.width": [32, 64]},
+                      hparams={"hp.lr": [1e-3, 1e-2]})
+    plan = sweep.load_sweep(spec)
+    outcome = sweep.run_sweep(plan, store_uri, SequentialExecutor(group_size=8), say=lambda _: None)
+    assert outcome.counts[schema.STATUS_OK] == 8
+    runs = _children(store_uri, "tests")
+    assert len(runs) == 8
+    by_width: dict[str, set[str]] = {}
+    for r in runs:
+        assert r.data.tags[schema.T_BATCH_SIZE] == "4"  # sp+mup x 2 LRs per width; widths never share a model
+        by_width.setdefault(r.data.params["model.width"], set()).add(r.data.tags[schema.T_BATCH_INDEX])
+    assert by_width == {"32": {"0", "1", "2", "3"}, "64": {"0", "1", "2", "3"}}
+    again = sweep.run_sweep(plan, store_uri, SequentialExecutor(group_size=8), say=lambda _: None)
+    assert again.skipped == 8 and sum(again.counts.values()) == 0
