@@ -25,24 +25,22 @@ import math
 import os
 import platform
 import random
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.serve import CHROMIUM, CHROMIUM_ARGS, free_port, start_dashboard, wait_healthy  # noqa: E402
 from trainer import schema as S  # noqa: E402
 
 EXPERIMENT = "bench-transfer"
-CHROMIUM = "/usr/bin/chromium"
 SETTLED = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
     if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
@@ -109,28 +107,14 @@ def build_store(path: Path, n_runs: int, seed: int = 0) -> str:
     return uri
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_dashboard(uri: str, port: int, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "Home.py"), "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--", "--tracking-uri", uri]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    end = time.time() + 60
-    while time.time() < end:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise TimeoutError(f"streamlit did not start; see {log}")
+def launch_dashboard(uri: str, port: int, log: Path) -> subprocess.Popen:
+    proc = start_dashboard(uri, port, log)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+    except (RuntimeError, TimeoutError):
+        proc.kill()
+        raise
+    return proc
 
 
 def timed(page, action) -> float:  # noqa: ANN001 - playwright objects
@@ -152,15 +136,13 @@ def bench(uri: str, n: int, repeat: int, workdir: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    proc = start_dashboard(uri, port, workdir / "streamlit.log")
+    proc = launch_dashboard(uri, port, workdir / "streamlit.log")
     url = f"http://127.0.0.1:{port}/transfer?exp={EXPERIMENT}&param=mup&axis=width"
     out: dict[str, list[float]] = {"cold_open_s": [], "warm_open_s": [], "change_param_s": [],
                                    "change_axis_s": []}
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox",
-                                                                        "--disable-gpu",
-                                                                        "--disable-background-networking"])
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             out["cold_open_s"].append(timed(page, lambda: page.goto(url)))
             for _ in range(repeat):
@@ -184,7 +166,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_app.json")
     args = ap.parse_args()
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM.exists():
         sys.exit(f"needs {CHROMIUM} (apt-get install chromium)")
     import logging
 
