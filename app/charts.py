@@ -27,7 +27,8 @@ def _scale_color(axis: str, scales: list[float], legend: bool = True) -> alt.Col
 
 
 def transfer_chart(curves: pl.DataFrame, points: pl.DataFrame, optima: pl.DataFrame, diverged: pl.DataFrame,
-                   *, hp: str, axis: str, title: str = "", selectable: bool = True, height: int = 360,
+                   *, hp: str, axis: str, title: str = "", selectable: bool = True, pick: str = PICK,
+                   height: int = 360,
                    legend: bool = True) -> alt.LayerChart:
     """Loss against the hyperparameter, one line per scale.
 
@@ -66,9 +67,8 @@ def transfer_chart(curves: pl.DataFrame, points: pl.DataFrame, optima: pl.DataFr
                                                    alt.Tooltip("scale:Q", title=axis),
                                                    alt.Tooltip("hp:Q", title=hp, format=".4g"),
                                                    alt.Tooltip("reason:N"), alt.Tooltip("run_id:N")])
-    if selectable:
-        pick = alt.selection_point(name=PICK, fields=["run_id"], on="click")
-        dots = dots.add_params(pick)
+    if selectable:  # ``pick`` names the selection; panels drawn side by side need distinct names
+        dots = dots.add_params(alt.selection_point(name=pick, fields=["run_id"], on="click"))
     chart = alt.layer(band, line, dots, whisk, marks, div).properties(height=height)
     return chart.properties(title=title) if title else chart
 

@@ -7,7 +7,7 @@ Run names, params and tags come from whoever wrote the store, so they are only e
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import altair as alt
@@ -120,8 +120,9 @@ def selected_run_id(event: Any, param: str = charts.PICK) -> str | None:
     return None
 
 
-def chart(ch: alt.TopLevelMixin, key: str | None = None) -> Any:
-    """Draw an Altair chart; with a key, point selections rerun the page and the event is returned."""
+def chart(ch: alt.TopLevelMixin, key: str | None = None, picks: Sequence[str] = (charts.PICK,)) -> Any:
+    """Draw an Altair chart; with a key, point selections (named ``picks``) rerun the page and the event is
+    returned."""
     if key is None:
         return st.altair_chart(ch, width="stretch")
-    return st.altair_chart(ch, width="stretch", key=key, on_select="rerun", selection_mode=charts.PICK)
+    return st.altair_chart(ch, width="stretch", key=key, on_select="rerun", selection_mode=list(picks))

@@ -47,11 +47,13 @@ if len(chosen) < 2:
 
 opt = data.optima(uri, exp, objective, hp)
 views = [common.guarded("prepare the charts", tv.build, r, opt, prep) for r in chosen]
-panels = [charts.transfer_chart(v.curves, v.points, v.optima, v.diverged, hp=hp, axis=axis, selectable=False,
+picks = [f"{charts.PICK}{i}" for i in range(len(views))]  # one selection per panel: click a dot in any of them
+panels = [charts.transfer_chart(v.curves, v.points, v.optima, v.diverged, hp=hp, axis=axis, pick=pick,
                                 title=str(v.result.group.get(S.P_PARAMETERIZATION)), height=320)
-          for v in views]
-st.caption(f"Loss against {common.md(hp)} per parameterization (shared axes)")
-common.chart(alt.hconcat(*panels).resolve_scale(x="shared", y="shared", color="shared"))
+          for v, pick in zip(views, picks, strict=True)]
+st.caption(f"Loss against {common.md(hp)} per parameterization (shared axes); click a dot for that run")
+event = common.chart(alt.hconcat(*panels).resolve_scale(x="shared", y="shared", color="shared"),
+                     key="compare_chart", picks=picks)
 scale_rows = pl.concat([v.scale_rows.with_columns(pl.lit(str(v.result.group.get(S.P_PARAMETERIZATION)))
                                                   .alias("param")) for v in views], how="vertical_relaxed")
 laws = pl.concat([v.law.with_columns(pl.lit(str(v.result.group.get(S.P_PARAMETERIZATION))).alias("param"))
@@ -87,3 +89,10 @@ for v in views:
 st.dataframe(pl.DataFrame(table), hide_index=True)
 st.caption("slope: log2 change of the optimum per doubling (0 = transfers). R(∞): asymptotic relative loss gap to "
            "μP from analysis.transfer.asymptotic_penalty (needs ≥ 4 shared scales).")
+
+picked = next((rid for pick in picks if (rid := common.selected_run_id(event, pick))), None)
+if picked:
+    state.set_url("run", picked)
+run = common.lookup_run(prep, picked or st.query_params.get("run"))
+if run is not None:
+    common.show_run(uri, run)

@@ -85,6 +85,16 @@ def test_compare_table(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
     assert table["slope"].iloc[1] == pytest.approx(-0.70, abs=0.01)
     assert table["R(∞) vs μP"].iloc[0] == "reference"
     assert "best loss at largest width" in table.columns and table["largest width"].iloc[0] == 8192
+    spec = at.get("vega_lite_chart")[0].proto.spec
+    assert '"pick0"' in spec and '"pick1"' in spec  # every panel is clickable, each with its own selection
+
+
+def test_compare_shows_the_selected_run(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analysis.load import load_runs
+
+    run_id = load_runs(stores.main, "mup-demo")["run_id"][0]
+    at = open_page(monkeypatch, stores.main, "compare", exp="mup-demo", run=run_id)
+    assert any(str(h.value).startswith("Run ") for h in at.subheader)
 
 
 def test_runs_filter_and_run_detail(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
