@@ -49,6 +49,12 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return out.flatten(-2)
 
 
+def scaled(mult: float, x: torch.Tensor) -> torch.Tensor:
+    """mult·x, skipping the elementwise pass when mult is exactly 1 (SP, and μP at the base shape), so that in eager
+    mode parameterization multipliers cost nothing (torch.compile fuses them either way)."""
+    return x if mult == 1.0 else mult * x
+
+
 class Block(nn.Module):
     """x + r_attn·Attn(Norm(x)); x + r_mlp·MLP(Norm(x)), with r = ζA·m_L^-α (CompleteP Tab.1)."""
 
@@ -97,8 +103,8 @@ class Block(nn.Module):
         return routed + self.dense_mlp(x) if self.mlp_up is not None else routed
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        x = x + self.resid_attn * self.attention(self.norm_attn(x), rope)
-        return x + self.resid_mlp * self.mlp(self.norm_mlp(x))
+        x = x + scaled(self.resid_attn, self.attention(self.norm_attn(x), rope))
+        return x + scaled(self.resid_mlp, self.mlp(self.norm_mlp(x)))
 
 
 class GPT(nn.Module):
@@ -172,7 +178,7 @@ class GPT(nn.Module):
         x = self.token_emb(idx)
         if self.pos_emb is not None:
             x = x + self.pos_emb(torch.arange(idx.shape[1], device=idx.device))
-        x = self.emb_mult * x
+        x = scaled(self.emb_mult, x)
         rope = (self.rope_cos, self.rope_sin) if self.cfg.model.pos == "rope" else None
         for block in self.blocks:
             x = block(x, rope)
@@ -183,7 +189,7 @@ class GPT(nn.Module):
         """Logits and (if targets) the mean cross-entropy plus z_loss·mean(logsumexp²), computed in fp32."""
         h = self.hidden_states(idx)
         weight = self.token_emb.weight if self.unemb is None else self.unemb.weight
-        logits = self.readout_mult * F.linear(h, weight)
+        logits = scaled(self.readout_mult, F.linear(h, weight))
         if targets is None:
             return logits, None
         logits32 = logits.float()
