@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -63,8 +64,9 @@ def test_analysis_reads_the_sweep_and_the_recommendation_trains_exactly(swept, t
     assert json.loads(path.read_text())["schema_version"]
 
 
-def test_experts_axis_is_swept_logged_and_analysed(tmp_path) -> None:
-    """Issue 5: a small CPU sweep over E in {2, 4, 8} is logged and the analysis treats experts as an axis."""
+def test_experts_axis_is_swept_logged_analysed_and_shown(tmp_path, monkeypatch) -> None:
+    """Issue 5: a small CPU sweep over E in {2, 4, 8} is logged, the analysis treats experts as an axis, and the
+    dashboard's Transfer page offers and plots it."""
     base = dict(TINY, train=dict(TINY["train"], steps=12),
                 model=dict(TINY["model"], n_experts=2, top_k=1), param=dict(TINY["param"], base_experts=2))
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
@@ -80,3 +82,14 @@ def test_experts_axis_is_swept_logged_and_analysed(tmp_path) -> None:
     assert train_runs[schema.S_MOE_LOAD_CV].is_not_null().all()
     result = analyze(runs)
     assert "experts" in result.verdicts["axis"].to_list(), result.problems
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "Home.py"), default_timeout=120)
+    at.run()
+    at.query_params["exp"] = "moe"
+    at.query_params["axis"] = "experts"
+    at.switch_page("views/transfer.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="axis").value == "experts" and "experts" in at.selectbox(key="axis").options
+    assert len(at.get("vega_lite_chart")) == 2  # loss against LR per E, and the optimum against E

@@ -1,0 +1,57 @@
+"""What the shipped store (mlruns/, made by scripts/make_shipped_store.sh with our trainer) shows, computed by the
+analysis layer: SP's LR optimum drifts with width, μP's and CompleteP's hold; μP/CompleteP coordinate checks are flat
+in width and SP's are not. Read-only: these tests never write to mlruns/."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from analysis.load import default_tracking_uri, list_experiments, load_runs
+from analysis.report import analyze
+from trainer import schema
+from trainer.coord_stats import growth_exponent
+
+URI = default_tracking_uri()
+
+
+@pytest.fixture(scope="module")
+def width_verdicts() -> pl.DataFrame:
+    assert "width" in list_experiments(URI), "the shipped store has no width sweep"
+    result = analyze(load_runs(URI, "width"))
+    return result.verdicts.filter((pl.col("axis") == "width") & (pl.col("hp") == schema.P_LR))
+
+
+def _row(verdicts: pl.DataFrame, param: str) -> dict:
+    rows = verdicts.filter(pl.col("param") == param).to_dicts()
+    assert len(rows) == 1, (param, verdicts)
+    return rows[0]
+
+
+def test_sp_optimum_drifts_with_width(width_verdicts: pl.DataFrame) -> None:
+    sp = _row(width_verdicts, "sp")
+    assert sp["n_used"] >= 3
+    assert sp["slope_ci95_hi"] < 0, sp  # the interval excludes zero, on the negative side
+    assert sp["verdict"] == "fails"
+
+
+@pytest.mark.parametrize("param", ["mup", "completep"])
+def test_mup_family_optimum_holds_in_width(width_verdicts: pl.DataFrame, param: str) -> None:
+    row = _row(width_verdicts, param)
+    assert row["n_used"] >= 3
+    assert -row["tost_eps"] < row["slope_ci90_lo"] and row["slope_ci90_hi"] < row["tost_eps"], row
+    assert row["verdict"] == "holds"
+
+
+def test_coord_checks_flat_for_mup_family_growing_for_sp() -> None:
+    runs = load_runs(URI, "coord-check")
+    width_runs = runs.filter(pl.col("coord.axis") == "width")
+    # The loaded table holds each metric's latest value: |Δactivation| at the last coordinate-check step.
+    rows = [{"param": r[schema.P_PARAMETERIZATION], "value": r["model.width"], "module": m, "step": -1,
+             "delta": r[f"{schema.COORD_PREFIX}{m}.delta"]}
+            for r in width_runs.to_dicts() for m in ("attn_o", "mlp_down", "resid")]
+    assert {r["value"] for r in rows} >= {32, 64, 128, 256}
+    for module in ("attn_o", "mlp_down", "resid"):
+        assert growth_exponent(rows, "sp", module, -1) > 0.5, module
+        for param in ("mup", "completep"):
+            assert abs(growth_exponent(rows, param, module, -1)) < 0.25, (param, module)
