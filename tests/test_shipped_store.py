@@ -72,3 +72,14 @@ def test_coord_checks_flat_for_mup_family_growing_for_sp() -> None:
         assert growth_exponent(rows, "sp", module, -1) > 0.5, module
         for param in ("mup", "completep"):
             assert abs(growth_exponent(rows, param, module, -1)) < 0.25, (param, module)
+
+
+def test_depth_completep_transfers_with_a_fraction_of_mups_penalty() -> None:
+    """Depth 2 → 16 at width 32: the depth-2 optimum costs CompleteP (α = 1) a small fraction of what it costs μP,
+    which has no depth rule. (The slope intervals are too wide at one seed for an equivalence verdict.)"""
+    verdicts = analyze(load_runs(URI, "depth")).verdicts.filter(pl.col("axis") == "depth")
+    mup = _row(verdicts, "mup")
+    completep = verdicts.filter((pl.col("param") == "completep") & pl.col("group").str.contains("alpha=1"))
+    assert completep.height == 1, verdicts
+    assert mup["max_penalty"] > 0.03
+    assert completep["max_penalty"][0] < mup["max_penalty"] / 3
