@@ -25,7 +25,6 @@ import math
 import os
 import platform
 import random
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.serve import CHROMIUM, CHROMIUM_ARGS, free_port, start_dashboard, wait_healthy  # noqa: E402
+from benchmarks.bench_load import insert_rows, new_store  # noqa: E402
 from trainer import schema as S  # noqa: E402
 
 EXPERIMENT = "bench-transfer"
@@ -52,15 +52,7 @@ SETTLED = """() => {
 
 def build_store(path: Path, n_runs: int, seed: int = 0) -> str:
     """A synthetic transfer study of about ``n_runs`` runs (module docstring) at ``path``; returns its URI."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{path}"
-    client = MlflowClient(uri)
-    exp_id = client.create_experiment(EXPERIMENT)
-    first = client.create_run(exp_id)  # a real run, so every table exists with MLflow's own schema
-    client.delete_run(first.info.run_id)
-    mlflow.set_tracking_uri(uri)
+    uri, exp_id = new_store(path, EXPERIMENT)
     rng = random.Random(seed)
     widths, depths = [128, 256, 512, 1024, 2048], [2, 4, 8, 16]
     log2_lrs = [-14 + 0.5 * k for k in range(25)]
@@ -96,14 +88,7 @@ def build_store(path: Path, n_runs: int, seed: int = 0) -> str:
                         latest += [(k, 0.0 if math.isnan(v) else v, now, 0, int(math.isnan(v)), rid)
                                    for k, v in metrics.items()]
                         i += 1
-    with sqlite3.connect(path) as con:
-        con.executemany("INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
-                        "status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", runs)
-        con.executemany("INSERT INTO params (key, value, run_uuid) VALUES (?,?,?)", params)
-        con.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?,?,?)", tags)
-        con.executemany("INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
-                        "VALUES (?,?,?,?,?,?)", latest)
+    insert_rows(path, runs, params, tags, latest)
     return uri
 
 

@@ -30,17 +30,39 @@ from trainer import schema as S  # noqa: E402
 EXPERIMENT = "bench"
 
 
-def build_store(path: Path, n_runs: int, seed: int = 0) -> str:
-    """Create an MLflow SQLite store at ``path`` holding ``n_runs`` synthetic trainer-like runs."""
+def new_store(path: Path, experiment: str) -> tuple[str, str]:
+    """A brand-new MLflow SQLite store at ``path`` with one experiment: (tracking URI, experiment id). MLflow itself
+    creates the schema (one real run, then deleted), so bulk inserts land in exactly the tables it reads."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{path}"
     client = MlflowClient(uri)
-    exp_id = client.create_experiment(EXPERIMENT)
-    first = client.create_run(exp_id)  # a real run, so every table exists with MLflow's own schema
-    client.set_terminated(first.info.run_id)
+    exp_id = client.create_experiment(experiment)
+    client.delete_run(client.create_run(exp_id).info.run_id)
     mlflow.set_tracking_uri(uri)
+    return uri, exp_id
+
+
+def insert_rows(path: Path, runs: list, params: list, tags: list, latest: list, metrics: list | None = None) -> None:
+    """Bulk-insert synthetic runs (rows in MLflow's column order) with one executemany per table: thousands of runs
+    per second, where the MLflow client manages a few dozen."""
+    with sqlite3.connect(path) as con:
+        con.executemany("INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
+                        "status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", runs)
+        con.executemany("INSERT INTO params (key, value, run_uuid) VALUES (?,?,?)", params)
+        con.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?,?,?)", tags)
+        if metrics:
+            con.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+                            "VALUES (?,?,?,?,?,?)", metrics)
+        con.executemany("INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
+                        "VALUES (?,?,?,?,?,?)", latest)
+
+
+def build_store(path: Path, n_runs: int, seed: int = 0) -> str:
+    """Create an MLflow SQLite store at ``path`` holding ``n_runs`` synthetic trainer-like runs."""
+    uri, exp_id = new_store(path, EXPERIMENT)
     rng = random.Random(seed)
     runs, params, tags, metrics, latest = [], [], [], [], []
     now = int(time.time() * 1000)
@@ -65,16 +87,7 @@ def build_store(path: Path, n_runs: int, seed: int = 0) -> str:
             value = loss if key != S.S_STEPS_DONE else 200.0
             metrics.append((key, value, now, rid, 0, 0))
             latest.append((key, value, now, 0, 0, rid))
-    with sqlite3.connect(path) as con:
-        con.executemany("INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
-                        "status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", runs)
-        con.executemany("INSERT INTO params (key, value, run_uuid) VALUES (?,?,?)", params)
-        con.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?,?,?)", tags)
-        con.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?,?,?,?,?,?)",
-                        metrics)
-        con.executemany("INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
-                        "VALUES (?,?,?,?,?,?)", latest)
+    insert_rows(path, runs, params, tags, latest, metrics)
     return uri
 
 
