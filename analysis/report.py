@@ -17,7 +17,14 @@ from analysis.classify import STATUSES, default_objective, hp_columns, prepare_r
 from analysis.optimum import optimum_table
 from analysis.recommend import _finite
 from analysis.scaling_law import ScalingLaw, fit_lr_law
-from analysis.transfer import AXES, AxisTransfer, asymptotic_penalty, axis_transfer, verdict_frame
+from analysis.transfer import (
+    AXES,
+    AxisTransfer,
+    asymptotic_penalty,
+    axis_transfer,
+    differing_keys,
+    verdict_frame,
+)
 from trainer import schema as S
 
 
@@ -106,17 +113,15 @@ def format_report(a: Analysis) -> str:
         lines.append("not varied (no verdict): " + ", ".join(single))
     if not a.verdicts.is_empty():
         head = (f"{'axis':<8} {'hp':<22} {'param':<10} {'scales':>6} {'used':>4} {'slope':>7} "
-                f"{'90% CI':>17} {'±eps':>6} {'max Δ':>7} {'verdict':<12} reasons")
+                f"{'90% CI':>17} {'±eps':>6} {'max Δ':>7} {'verdict':<12} {'slice':<18} reasons")
         lines += ["", head, "-" * len(head)]
-        for r in a.verdicts.iter_rows(named=True):
+        slices = _slice_labels(a.transfers)
+        for r, where in zip(a.verdicts.iter_rows(named=True), slices, strict=True):
             ci = (f"[{_fmt(r['slope_ci90_lo'], '+.3f')}, {_fmt(r['slope_ci90_hi'], '+.3f')}]"
                   if r["slope"] is not None else "-")
             lines.append(f"{r['axis']:<8} {r['hp']:<22} {str(r['param']):<10} {r['n_scales']:>6} {r['n_used']:>4} "
                          f"{_fmt(r['slope'], '+.3f'):>7} {ci:>17} {_fmt(r['tost_eps']):>6} "
-                         f"{_fmt(r['max_penalty'], '.2%'):>7} {r['verdict']:<12} {r['reasons']}")
-        groups = a.verdicts["group"].unique().to_list()
-        if len(groups) > 1:
-            lines.append("groups: " + " | ".join(g or "(none)" for g in groups))
+                         f"{_fmt(r['max_penalty'], '.2%'):>7} {r['verdict']:<12} {where:<18} {r['reasons']}")
     for hp, opt in a.optima.items():
         flagged = opt.filter(pl.col("flags").list.len() > 0)
         for r in flagged.iter_rows(named=True):
@@ -125,6 +130,17 @@ def format_report(a: Analysis) -> str:
             lines.append(f"flag: {hp} [{r.get(S.P_PARAMETERIZATION, '')} {scale}] {', '.join(r['flags'])}"
                          + (f"; try {sugg}" if sugg else ""))
     return "\n".join(lines)
+
+
+def _slice_labels(transfers: Sequence[AxisTransfer]) -> list[str]:
+    """Per transfer, the fixed settings that tell its slice apart from the others of the same axis and hp
+    (e.g. ``tokens=153600``); settings shared by all of them are left out, the parameterization has its column."""
+    labels = []
+    for t in transfers:
+        peers = [o for o in transfers if o.axis == t.axis and o.hp == t.hp]
+        keys = [k for k in differing_keys(peers) if k != S.P_PARAMETERIZATION]
+        labels.append(", ".join(f"{k.removeprefix('scale.')}={t.group.get(k)!s:.10}" for k in keys) or "-")
+    return labels
 
 
 def report_dict(a: Analysis) -> dict[str, Any]:

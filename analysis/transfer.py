@@ -427,6 +427,13 @@ def asymptotic_penalty(opt: pl.DataFrame, axis: str, param: str, ref: str = "mup
     return out
 
 
+def differing_keys(results: Sequence[AxisTransfer]) -> list[str]:
+    """Group columns whose value differs between the groups: what tells two slices apart (the rest is constant
+    across the experiment and only clutters a label)."""
+    keys = sorted({k for r in results for k in r.group})
+    return [k for k in keys if len({str(r.group.get(k)) for r in results}) > 1]
+
+
 def verdict_frame(results: Sequence[AxisTransfer]) -> pl.DataFrame:
     """One row per AxisTransfer with the columns the report and dashboard print."""
     rows = []

@@ -20,6 +20,7 @@ import altair as alt
 
 from analysis.classify import default_objective
 from analysis.summary import swept_hps, varied_axes
+from analysis.transfer import differing_keys
 from app import charts, data
 from app import transfer_view as tv
 
@@ -38,7 +39,7 @@ def export_experiment(uri: str, experiment: str, out: Path, tau: float = 0.005) 
         opt = data.optima(uri, experiment, objective, hp)
         for axis in varied_axes(prep):
             results = data.transfers(uri, experiment, objective, hp, axis, tau)
-            keys = tv.differing_keys(results)  # label groups by what tells them apart, as the Transfer page does
+            keys = differing_keys(results)  # label groups by what tells them apart, as the Transfer page does
             for result in results:
                 view = tv.build(result, opt, prep)
                 left = charts.transfer_chart(view.curves, view.points, view.optima, view.diverged, hp=hp, axis=axis)

@@ -10,7 +10,7 @@ import polars as pl
 import streamlit as st
 
 from analysis.summary import swept_hps, varied_axes
-from analysis.transfer import best_loss
+from analysis.transfer import best_loss, differing_keys
 from app import charts, common, data, state
 from app import transfer_view as tv
 from trainer import schema as S
@@ -33,7 +33,7 @@ results = common.guarded(f"fit the optimum of {hp} along {axis}", data.transfers
                          tau)
 if not results:
     common.stop(common.md(f"No group of runs has two or more {axis} values for {hp}."))
-others = [k for k in tv.differing_keys(results) if k != S.P_PARAMETERIZATION]
+others = [k for k in differing_keys(results) if k != S.P_PARAMETERIZATION]
 labels = sorted({data.group_label({k: r.group.get(k) for k in others}) for r in results})
 if len(labels) > 1:
     label, _ = state.url_select("Fixed settings", labels, "group")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis.summary import swept_hps, varied_axes
+from analysis.transfer import differing_keys
 from app import charts, common, data, state
 from app import transfer_view as tv
 from trainer import schema as S
@@ -38,7 +39,7 @@ if not results:
 params = sorted({str(r.group.get(S.P_PARAMETERIZATION)) for r in results})
 param, _ = state.url_select("Parameterization", params, "param", container=c_param)
 mine = [r for r in results if str(r.group.get(S.P_PARAMETERIZATION)) == param]
-keys = tv.differing_keys(mine)
+keys = differing_keys(mine)
 if len(mine) > 1:
     labels = [data.group_label({k: r.group.get(k) for k in keys}) for r in mine]
     label, _ = state.url_select("Fixed settings", labels, "group")
