@@ -24,19 +24,27 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import ray
 
 from trainer import schema, tracking
-from trainer.config import RunConfig
-from trainer.executors import ExecutorError, OnResult, SweepTask, TaskResult, execute_task, failed_result
+from trainer.executors import (
+    ExecutorError,
+    GroupFn,
+    OnResult,
+    SweepTask,
+    TaskFn,
+    TaskResult,
+    execute_task,
+    execute_unit,
+    failed_result,
+    plan_units,
+    train_group,
+)
 from trainer.provenance import REPO_ROOT, provenance_tags
-
-TaskFn = Callable[[SweepTask], TaskResult]
-GroupFn = Callable[[Sequence[SweepTask]], list[TaskResult]]
 
 # Left out of the code shipped to the workers, on top of what .gitignore lists: history, the environment (each node
 # has its own) and the local store, which can be large and which the workers never read.
@@ -87,7 +95,7 @@ def run_unit(tasks: Sequence[SweepTask], task_fn: TaskFn, group_fn: GroupFn) -> 
             done[task.index] = finished
         else:
             todo.append(task)
-    new = [task_fn(todo[0])] if len(todo) == 1 else group_fn(todo) if todo else []
+    new = execute_unit(todo, task_fn, group_fn) if todo else []
     client = tracking.client_for(tasks[0].tracking_uri)
     for result in new:
         done[result.index] = result
@@ -95,13 +103,6 @@ def run_unit(tasks: Sequence[SweepTask], task_fn: TaskFn, group_fn: GroupFn) -> 
             for run_id in dead[result.index]:
                 client.set_tag(run_id, schema.T_SUPERSEDED_BY, result.run_id)
     return [done[task.index] for task in tasks]
-
-
-def train_group(tasks: Sequence[SweepTask]) -> list[TaskResult]:
-    """The default ``group_fn``: a group of one shape trained as one batched model (trainer/batched.py)."""
-    from trainer.batched import execute_batched_tasks
-
-    return execute_batched_tasks(tasks)
 
 
 # ---- the driver -------------------------------------------------------------------------------------------------
@@ -116,13 +117,13 @@ class RayExecutor:
     ``address``: a Ray cluster (``host:6379``), else ``$RAY_ADDRESS``, else a new local Ray instance with
     ``num_cpus`` CPUs (all cores when None), stopped by ``close`` or when the process exits. An already connected
     Ray (``ray.init`` by the caller) is used as it is. ``task_fn``/``group_fn`` train one task/a group
-    (``execute_task`` and ``train_group``); they must be importable on the workers.
+    (``executors.execute_task`` and ``executors.train_group``); they must be importable on the workers.
     """
 
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None, cpus_per_run: float = 1.0,
                  gpus_per_run: float | None = None, group_size: int = 1, max_retries: int = 3,
                  task_fn: TaskFn = execute_task, group_fn: GroupFn = train_group) -> None:
-        for name, env, value, low in (("group_size", ENV_GROUP_SIZE, group_size, 1),
+        for name, env, value, low in (("group_size", f"{ENV_GROUP_SIZE} or --batch", group_size, 1),
                                       ("max_retries", ENV_MAX_RETRIES, max_retries, 0),
                                       ("cpus_per_run", ENV_CPUS_PER_RUN, cpus_per_run, 0),
                                       ("gpus_per_run", ENV_GPUS_PER_RUN, gpus_per_run or 0, 0)):
@@ -144,8 +145,10 @@ class RayExecutor:
                                 f"the Ray cluster has {resources.get('CPU', 0.0):g} CPU(s) and {gpus:g} GPU(s)")
 
     @classmethod
-    def from_env(cls) -> RayExecutor:
-        """The executor of ``--executor ray``, set up by ``RAY_ADDRESS`` and the ``HPT_RAY_*`` variables."""
+    def from_env(cls, group_size: int | None = None) -> RayExecutor:
+        """The executor of ``--executor ray``, set up by ``RAY_ADDRESS`` and the ``HPT_RAY_*`` variables.
+        ``group_size`` (``--batch``, when given) overrides ``$HPT_RAY_GROUP_SIZE``, which is then not read: a flag
+        typed for this sweep is more specific than a cluster's environment."""
         def number(name: str, default: float | None, kind: type = float) -> Any:
             text = os.environ.get(name)
             if not text:
@@ -157,7 +160,8 @@ class RayExecutor:
                                     ) from None
 
         return cls(cpus_per_run=number(ENV_CPUS_PER_RUN, 1.0), gpus_per_run=number(ENV_GPUS_PER_RUN, None),
-                   group_size=number(ENV_GROUP_SIZE, 1, int), max_retries=number(ENV_MAX_RETRIES, 3, int))
+                   group_size=number(ENV_GROUP_SIZE, 1, int) if group_size is None else group_size,
+                   max_retries=number(ENV_MAX_RETRIES, 3, int))
 
     def _connect(self, num_cpus: int | None) -> bool:
         """Connect to (or start) Ray; True when this executor made the connection and so must close it."""
@@ -184,14 +188,6 @@ class RayExecutor:
         if self._owns_connection and ray.is_initialized():
             ray.shutdown()
         self._owns_connection = False
-
-    def _units(self, tasks: Sequence[SweepTask]) -> list[list[SweepTask]]:
-        if self.group_size == 1:
-            return [[task] for task in tasks]
-        from trainer.batched import group_configs
-
-        groups = group_configs([RunConfig.from_flat(task.config) for task in tasks], max_size=self.group_size)
-        return [[tasks[i] for i in group] for group in groups]
 
     def _prepare(self, task: SweepTask, driver_tags: dict[str, str]) -> SweepTask:
         """The device the task's resources imply, and no dependence on the driver's working directory: an absolute
@@ -237,7 +233,7 @@ class RayExecutor:
         self._warn_about_local_store(tasks)
         remote = ray.remote(run_unit)
         pending: dict[Any, list[SweepTask]] = {}
-        for unit in self._units(tasks):
+        for unit in plan_units(tasks, self.group_size):
             options = {"num_cpus": self.cpus_per_run, "num_gpus": self.gpus_per_run, "max_retries": self.max_retries,
                        "retry_exceptions": False, "name": f"sweep: {unit[0].label}"}
             pending[remote.options(**options).remote(unit, self.task_fn, self.group_fn)] = unit

@@ -1,14 +1,17 @@
 """The Ray task body and the executor's settings, without a Ray cluster (quick): what a retried task does with the
-runs its dead attempt left behind, and how ``--executor ray`` is configured from the environment."""
+runs its dead attempt left behind, and how ``--executor ray`` is configured from the environment and ``--batch``."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.cluster.helpers import write_spec
 from trainer import schema, sweep, tracking
+from trainer.cli import main
 from trainer.executors import ExecutorError, SweepTask, TaskResult, make_executor
 
 ray_executor = pytest.importorskip("trainer.ray_executor", reason="Ray is not installed (requirements.txt)")
@@ -50,3 +53,32 @@ def test_bad_ray_settings_are_refused_before_connecting(monkeypatch: pytest.Monk
     monkeypatch.setenv(name, value)
     with pytest.raises(ExecutorError, match=name):
         make_executor("ray")
+
+
+@pytest.mark.parametrize(("argv", "env", "expected"), [
+    (["--batch", "4"], "2", 4),  # --batch given: it wins over the environment
+    (["--batch", "4"], "two", 4),  # ... which is then not even read
+    ([], "2", 2),
+    ([], None, 1),  # neither: one config per Ray task
+])
+def test_batch_flag_overrides_the_ray_group_size_variable(
+        tmp_path: Path, store_uri: str, monkeypatch: pytest.MonkeyPatch, argv: list[str], env: str | None,
+        expected: int) -> None:
+    # no Ray instance: the executor sees a 2-CPU cluster, and the sweep itself is not run
+    monkeypatch.setattr(ray_executor.RayExecutor, "_connect", lambda self, num_cpus: False)
+    monkeypatch.setattr(ray_executor.ray, "cluster_resources", lambda: {"CPU": 2.0})
+    if env is None:
+        monkeypatch.delenv(ray_executor.ENV_GROUP_SIZE, raising=False)
+    else:
+        monkeypatch.setenv(ray_executor.ENV_GROUP_SIZE, env)
+    made: list[Any] = []
+
+    def run_sweep(plan: sweep.SweepPlan, uri: str, executor: Any, **_: Any) -> sweep.SweepOutcome:
+        made.append(executor)
+        return sweep.SweepOutcome(plan.sweep_id, "parent", 0, Counter(), 0)
+
+    monkeypatch.setattr(sweep, "run_sweep", run_sweep)
+    spec = write_spec(tmp_path, "unit")
+    assert main(["sweep", str(spec), "--executor", "ray", "--tracking-uri", store_uri, *argv]) == 0
+    (executor,) = made
+    assert isinstance(executor, ray_executor.RayExecutor) and executor.group_size == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,15 @@ import yaml
 from trainer import executors, schema, sweep, tracking
 from trainer.cli import main
 from trainer.config import ConfigError, RunConfig, config_hash
-from trainer.executors import GpuPoolExecutor, SequentialExecutor, TaskResult, WorkerPoolExecutor, visible_gpus
+from trainer.executors import (
+    DEFAULT_GROUP_SIZE,
+    GpuPoolExecutor,
+    SequentialExecutor,
+    TaskResult,
+    WorkerPoolExecutor,
+    make_executor,
+    visible_gpus,
+)
 
 # Trains in well under a second per run on 2 CPU cores (after the first run loads the corpus).
 TINY_BASE: dict[str, Any] = {
@@ -128,6 +137,13 @@ def test_gpu_pool_gives_each_worker_one_gpu(monkeypatch: pytest.MonkeyPatch) -> 
     pool = GpuPoolExecutor()
     assert pool.worker_envs == [{"CUDA_VISIBLE_DEVICES": "2"}, {"CUDA_VISIBLE_DEVICES": "5"}]
     assert pool.device == "cuda"
+
+
+def test_make_executor_passes_batch_to_sequential_and_gpu_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executors, "visible_gpus", lambda: ["0"])
+    for name in ("sequential", "gpu-pool"):
+        assert make_executor(name, 4).group_size == 4
+        assert make_executor(name).group_size == DEFAULT_GROUP_SIZE  # --batch not given
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -282,17 +298,37 @@ def test_worker_pool_reports_dead_workers_as_failed_and_continues(tmp_path: Path
     assert all(r.status == schema.STATUS_FAILED and "worker process died" in r.reason for r in results)
 
 
+def test_worker_pool_fails_every_task_of_a_group_whose_worker_died(tmp_path: Path) -> None:
+    plan = sweep.load_sweep(write_spec(tmp_path, hparams={"hp.lr": [0.01, 0.02, 0.03]}))
+    tasks = sweep._tasks(plan, plan.points, "sqlite:///unused.db", "0", "parent")
+    results: list[TaskResult] = []
+    # units [0, 1] (one shape, at most 2) and [2]; sys.exit(group) kills the worker holding the group, and its
+    # replacement takes the single task (task_fn: a stand-in for training that needs no torch in the worker)
+    alone = functools.partial(executors.failed_result, reason="trained alone", start=0.0)
+    WorkerPoolExecutor([{}], task_fn=alone, poll_s=0.2, group_size=2, group_fn=sys.exit).run(tasks, results.append)
+    by_index = {r.index: r for r in results}
+    assert len(results) == len(by_index) == 3
+    assert all("worker process died (exit code 1)" in by_index[i].reason for i in (0, 1))
+    assert by_index[2].reason == "trained alone"
+
+
 @pytest.mark.slow
-def test_worker_pool_trains_in_a_spawned_process(tmp_path: Path, store_uri: str) -> None:
-    """The gpu-pool path without a GPU: a spawned worker trains a pickled task and logs it to the store."""
+def test_worker_pool_trains_batched_groups_in_a_spawned_process(tmp_path: Path, store_uri: str) -> None:
+    """The gpu-pool path without a GPU: a spawned worker trains pickled units (a batched group of one shape, and a
+    config alone) and logs one run per config to the store."""
     corpus = tmp_path / "corpus.txt"  # a small corpus keeps the worker's start-up short
     corpus.write_text("To be, or not to be, that is the question. " * 400)
-    plan = sweep.load_sweep(write_spec(tmp_path, base={**TINY_BASE, "data": {"source": str(corpus)}}))
-    outcome = sweep.run_sweep(plan, store_uri, WorkerPoolExecutor([{"OMP_NUM_THREADS": "1"}], device="cpu"),
-                              say=print)
-    assert outcome.counts == {schema.STATUS_OK: 1}
-    (run,) = _children(store_uri, "tests")
-    assert run.data.tags[schema.T_STATUS] == schema.STATUS_OK and run.info.status == "FINISHED"
+    plan = sweep.load_sweep(write_spec(tmp_path, base={**TINY_BASE, "data": {"source": str(corpus)}},
+                                       hparams={"hp.lr": [0.01, 0.02, 0.03]}))
+    pool = WorkerPoolExecutor([{"OMP_NUM_THREADS": "1"}], device="cpu", poll_s=0.2, group_size=2)
+    outcome = sweep.run_sweep(plan, store_uri, pool, say=print)
+    assert outcome.counts == {schema.STATUS_OK: 3}  # one result per config
+    runs = _children(store_uri, "tests")
+    assert len(runs) == 3
+    assert all(r.data.tags[schema.T_STATUS] == schema.STATUS_OK and r.info.status == "FINISHED" for r in runs)
+    # units [lr 0.01, 0.02] (one batched model) and [lr 0.03] (alone, through execute_task)
+    batched = {float(r.data.params["hp.lr"]): r.data.tags.get(schema.T_BATCH_SIZE) for r in runs}
+    assert batched == {0.01: "2", 0.02: "2", 0.03: None}
 
 
 @pytest.mark.gpu
