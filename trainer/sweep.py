@@ -27,7 +27,15 @@ import yaml
 
 from trainer import schema
 from trainer.config import ConfigError, RunConfig, config_hash, load_config
-from trainer.executors import EXECUTORS, Executor, ExecutorError, SweepTask, TaskResult, make_executor
+from trainer.executors import (
+    DEFAULT_GROUP_SIZE,
+    EXECUTORS,
+    Executor,
+    ExecutorError,
+    SweepTask,
+    TaskResult,
+    make_executor,
+)
 from trainer.provenance import provenance_tags
 from trainer.tracking import (
     MlflowRunLogger,
@@ -47,7 +55,6 @@ if TYPE_CHECKING:
 
 # Names this module adds to the run schema (parent-run params/artifacts and run.kind values).
 
-DEFAULT_BATCH = 16  # configs per batched group: 16 tiny proxies fit easily in CPU or GPU memory
 SPEC_KEYS = ("name", "experiment", "base", "axes", "hparams", "parameterizations", "seeds")
 LOG2_KEYS = ("log2_min", "log2_max", "num")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -237,6 +244,7 @@ class ResumeState:
     finished: dict[str, str] = field(default_factory=dict)  # config hash -> run id of a finished (ok/diverged) run
     stale: list[Run] = field(default_factory=list)  # children still tagged running: their process is gone
     unfinished: dict[str, list[str]] = field(default_factory=dict)  # hash -> earlier attempts not yet superseded
+    reused: set[str] = field(default_factory=set)  # hashes in ``finished`` whose run belongs to another sweep
 
     @classmethod
     def from_runs(cls, runs: Sequence[Run]) -> ResumeState:
@@ -261,8 +269,21 @@ class ResumeState:
         return state
 
 
-def _find_runs(client: MlflowClient, experiment_id: str, sweep_id: str) -> ResumeState:
-    return ResumeState.from_runs(search_all_runs(client, experiment_id, tag_filter(schema.T_SWEEP_ID, sweep_id)))
+def _find_runs(client: MlflowClient, experiment_id: str, plan: SweepPlan) -> ResumeState:
+    """This sweep's runs, plus finished runs of the same configs made by other sweeps of the experiment: editing a
+    spec (another seed, a wider grid) changes its sweep id, and the configs it shares with the old spec must not
+    train twice. The config hash covers every setting that changes training, so such a run is the same result."""
+    state = ResumeState.from_runs(search_all_runs(client, experiment_id, tag_filter(schema.T_SWEEP_ID,
+                                                                                    plan.sweep_id)))
+    wanted = {p.config_hash for p in plan.points} - set(state.finished)
+    if wanted:
+        for run in search_all_runs(client, experiment_id, tag_filter(schema.T_RUN_KIND, schema.RUN_KIND_TRAIN)):
+            tags = run.data.tags
+            h = tags.get(schema.T_CONFIG_HASH)
+            if h in wanted and tags.get(schema.T_STATUS) in schema.FINISHED_STATUSES:
+                state.finished.setdefault(h, run.info.run_id)
+                state.reused.add(h)
+    return state
 
 
 def read_state(plan: SweepPlan, tracking_uri: str) -> ResumeState:
@@ -274,7 +295,7 @@ def read_state(plan: SweepPlan, tracking_uri: str) -> ResumeState:
     experiment = client.get_experiment_by_name(plan.experiment)
     if experiment is None:
         return ResumeState()
-    return _find_runs(client, experiment.experiment_id, plan.sweep_id)
+    return _find_runs(client, experiment.experiment_id, plan)
 
 
 def _retire_stale(client: MlflowClient, state: ResumeState) -> None:
@@ -365,12 +386,13 @@ def run_sweep(plan: SweepPlan, tracking_uri: str, executor: Executor, *, max_run
     (at most ``max_runs``), one progress line per run. KeyboardInterrupt propagates after closing the parent."""
     experiment_id = ensure_store(tracking_uri, plan.experiment)
     client = client_for(tracking_uri)
-    state = _find_runs(client, experiment_id, plan.sweep_id)
+    state = _find_runs(client, experiment_id, plan)
     parent_id = _open_parent(client, experiment_id, plan, state.parent)
     _retire_stale(client, state)
     todo = [p for p in plan.points if p.config_hash not in state.finished]
     selected = todo if max_runs is None else todo[:max_runs]
-    say(_header(plan, tracking_uri, len(plan.points) - len(todo), len(todo), len(selected), len(state.stale)))
+    say(_header(plan, tracking_uri, len(plan.points) - len(todo), len(todo), len(selected), len(state.stale),
+                len(state.reused)))
     by_index = {p.index: p for p in selected}
     counts: Counter[str] = Counter()
     started = time.perf_counter()
@@ -408,9 +430,11 @@ def _parent_verdict(not_reached: int, failed: int) -> tuple[str, str]:
     return schema.STATUS_OK, ""
 
 
-def _header(plan: SweepPlan, tracking_uri: str, n_skipped: int, n_todo: int, n_selected: int, n_stale: int) -> str:
+def _header(plan: SweepPlan, tracking_uri: str, n_skipped: int, n_todo: int, n_selected: int, n_stale: int,
+            n_reused: int) -> str:
+    reused = f"; {n_reused} of them by another sweep of the experiment" if n_reused else ""
     parts = [f"sweep {plan.sweep_id} (experiment {plan.experiment!r}, {tracking_uri}): {len(plan.points)} configs",
-             f"{n_skipped} already finished (skipped)", f"{n_todo} to run"]
+             f"{n_skipped} already finished (skipped{reused})", f"{n_todo} to run"]
     if n_selected < n_todo:
         parts.append(f"running {n_selected} now (--max-runs)")
     if n_stale:
@@ -424,7 +448,8 @@ def describe_plan(plan: SweepPlan, tracking_uri: str) -> list[str]:
     """The ``--dry-run`` table: every point, its config hash, and whether a run would train or skip it."""
     state = read_state(plan, tracking_uri)
     n_skip = sum(p.config_hash in state.finished for p in plan.points)
-    lines = [_header(plan, tracking_uri, n_skip, len(plan.points) - n_skip, len(plan.points) - n_skip, 0),
+    lines = [_header(plan, tracking_uri, n_skip, len(plan.points) - n_skip, len(plan.points) - n_skip, 0,
+                     len(state.reused)),
              f"{'#':>4}  {'action':<26} {'config hash':<16}  point"]
     for p in plan.points:
         if p.config_hash in state.finished:
@@ -451,9 +476,10 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", choices=EXECUTORS, default="sequential",
                         help="sequential (in this process), gpu-pool (one worker process per visible GPU) or ray "
                              "(one Ray task per run; $RAY_ADDRESS for a cluster, see docs/cluster.md)")
-    parser.add_argument("--batch", type=_positive_int, default=DEFAULT_BATCH, metavar="N",
-                        help="train up to N configs that share a shape as one batched model (sequential executor; "
-                             f"1 = one run at a time; default {DEFAULT_BATCH})")
+    parser.add_argument("--batch", type=_positive_int, default=None, metavar="N",
+                        help="train up to N configs that share a shape as one batched model (every executor; "
+                             f"1 = one run at a time; default {DEFAULT_GROUP_SIZE}, for ray $HPT_RAY_GROUP_SIZE "
+                             "or 1)")
     parser.add_argument("--dry-run", action="store_true", help="print the planned runs and what would be skipped")
     parser.add_argument("--max-runs", type=_positive_int, default=None, metavar="N",
                         help="train at most N runs, then stop (rerun to continue)")
