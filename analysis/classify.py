@@ -37,10 +37,11 @@ def default_objective(runs: pl.DataFrame) -> str:
 
 
 def hp_columns(runs: pl.DataFrame, *, swept_only: bool = True) -> list[str]:
-    """Tunable hyperparameters: ``hp.lr`` and every ``mult.<kind>.<module>`` column (absent multipliers are 1.0).
+    """Tunable hyperparameters: those of ``schema.TUNABLE_HPS`` (LR, init scale, α_input/α_output/attention
+    multipliers) and every ``mult.<kind>.<module>`` column (absent multipliers are 1.0).
 
     With ``swept_only`` only those that take more than one value, i.e. the ones a sweep actually varied."""
-    cols = [c for c in runs.columns if c == S.P_LR or c.startswith(S.MULT_PREFIX)]
+    cols = [c for c in runs.columns if c in S.TUNABLE_HPS or c.startswith(S.MULT_PREFIX)]
     if swept_only:
         cols = [c for c in cols if runs[c].drop_nulls().n_unique() > 1]
     return cols

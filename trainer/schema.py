@@ -58,6 +58,10 @@ P_LR: Final = "hp.lr"
 P_INIT_STD: Final = "hp.init_std"
 P_WEIGHT_DECAY: Final = "hp.weight_decay"
 P_SEED: Final = "train.seed"
+# Base hyperparameters that analysis optimises when a sweep varies them (besides every mult.*): positive and
+# multiplicative, so log2 is their axis, and μTransferable (TP5 Table 1: learning rate, init scale,
+# input/output/attention multipliers).
+TUNABLE_HPS: Final = (P_LR, P_INIT_STD, "hp.emb_mult", "hp.out_mult", "hp.attn_mult")
 MULT_PREFIX: Final = "mult."  # mult.<kind>.<module>, kind in MULT_KINDS
 MULT_KINDS: Final = ("lr", "init", "wd", "eps", "beta1", "beta2")
 RESID_PREFIX: Final = "mult.resid."  # mult.resid.attn, mult.resid.mlp

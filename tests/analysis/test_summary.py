@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from analysis.classify import prepare_runs
-from analysis.summary import sweep_table, varied_axes
+from analysis.summary import sweep_table, swept_hps, varied_axes
 from trainer import schema as S
 
 
@@ -35,3 +35,14 @@ def test_counts_by_class_per_sweep_and_coord_rows() -> None:
 def test_empty_experiment_gives_a_zero_row() -> None:
     table = sweep_table("empty", pl.DataFrame(), None)
     assert table.height == 1 and table["runs"][0] == 0 and table["ok"][0] == 0
+
+
+def test_base_multipliers_and_per_module_multipliers_are_tunable_but_fixed_ones_are_not() -> None:
+    """α_output (hp.out_mult) swept with the LR is optimised like a mult.* multiplier (TP5 Table 1 lists it as
+    μTransferable); a multiplier at one value, or a non-multiplicative HP such as weight decay, is not."""
+    rows = [{**_run(f"r{i}{j}", "s", 32, lr, 3.0 - 0.1 * j), "hp.out_mult": om, "hp.weight_decay": 0.1 * j,
+             "mult.lr.token_emb": 1.0}
+            for i, lr in enumerate((1e-3, 1e-2)) for j, om in enumerate((0.5, 1.0, 2.0))]
+    prep = prepare_runs(pl.DataFrame(rows))
+    assert swept_hps(prep) == [S.P_LR, "hp.out_mult"]
+    assert set(S.TUNABLE_HPS) >= {S.P_LR, S.P_INIT_STD, "hp.out_mult"}
