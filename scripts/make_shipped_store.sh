@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY=.venv/bin/python
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(coord width depth batch experts per-module mup-demo)
+[ ${#parts[@]} -eq 0 ] && parts=(coord width depth batch experts per-module readout mup-demo)
 for part in "${parts[@]}"; do
   case "$part" in
     coord)
@@ -24,9 +24,10 @@ for part in "${parts[@]}"; do
     batch) $PY -m trainer sweep sweeps/batch_duration.yaml ${SWEEP_FLAGS:-} ;;
     experts) $PY -m trainer sweep sweeps/experts.yaml ${SWEEP_FLAGS:-} ;;
     per-module) $PY -m trainer sweep sweeps/per_module.yaml ${SWEEP_FLAGS:-} ;;
+    readout) $PY -m trainer sweep sweeps/readout_init.yaml ${SWEEP_FLAGS:-} ;;
     mup-demo)
       $PY -m analysis import tests/data/mup_demo_mlp/mup_demo_mlp_cifar10_lr_sweep.csv \
         --mapping tests/data/mup_demo_mlp/mapping.yaml --experiment mup-demo-cifar10 --replace ;;
-    *) echo "unknown part $part (coord width depth batch experts per-module mup-demo)" >&2; exit 2 ;;
+    *) echo "unknown part $part (coord width depth batch experts per-module readout mup-demo)" >&2; exit 2 ;;
   esac
 done
