@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from trainer.config import OptimConfig, RunConfig
+from trainer.config import OptimConfig
 from trainer.model import GPT
 from trainer.parameterization import group_setting
 
@@ -62,16 +62,3 @@ def apply_schedule(optimizer: torch.optim.Optimizer, scale: float) -> None:
     """Relative LR: every group keeps its parameterization-given ratio to the others."""
     for group in optimizer.param_groups:
         group["lr"] = scale * group["base_lr"]
-
-
-def check_groups_match(model: GPT, cfg: RunConfig, optimizer: torch.optim.Optimizer) -> None:
-    """Audit: every parameter sits in exactly one group whose settings equal its parameterization row."""
-    seen = {}
-    for group in optimizer.param_groups:
-        for name in group["names"]:
-            seen[name] = group
-    for name, _, module, layer in model.classified_parameters():
-        g = group_setting(cfg, module, layer)
-        grp = seen[name]
-        if (grp["base_lr"], grp["eps"], grp["weight_decay"], grp["betas"]) != (g.lr, g.eps, g.wd, (g.beta1, g.beta2)):
-            raise AssertionError(f"optimizer group of {name} does not match the parameterization")
