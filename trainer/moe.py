@@ -3,9 +3,11 @@
 Tokens are sorted by expert and scattered into an (E, capacity, d) buffer so all experts run as three batched
 matmuls (``torch.bmm``), never a Python loop of tiny matmuls. Dropless by default (capacity = the busiest expert's
 load); with ``capacity_factor`` c each expert keeps at most ceil(c·N·k/E) of its tokens, in token order, and the rest
-fall through to the residual. Gates are normalised over the k active experts (Complete-muE normalises sigmoid gates;
-spec §3). Parameter names (router, expert_up, expert_gate, expert_down) are the spec's module types, so the
-parameterization sets them up like any other tensor.
+fall through to the residual. With k ≥ 2 the gates are normalised over the k active experts (Complete-muE normalises
+sigmoid gates; spec §3). With k = 1 the gate is the router's own score, as in the Switch Transformer (Fedus et al.
+2101.03961 §2.1): normalised over one expert it would be exactly 1, and the router would get no gradient from the
+loss at all, only from the balancing loss. Parameter names (router, expert_up, expert_gate, expert_down) are the
+spec's module types, so the parameterization sets them up like any other tensor.
 """
 
 from __future__ import annotations
@@ -40,13 +42,15 @@ class MoE(nn.Module):
         self.stats: dict[str, torch.Tensor] = {}
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(expert indices (N, k), gates (N, k) summing to 1, router probabilities (N, E))."""
+        """(expert indices (N, k), gates (N, k), router probabilities (N, E)). Gates sum to 1 when k ≥ 2 and are the
+        router score itself when k = 1 (module docstring)."""
         logits = self.router(x).float()
         scores = logits.softmax(-1) if self.gate_kind == "softmax" else logits.sigmoid()
         select = scores + self.balance_bias if self.balance == "bias" else scores
         idx = select.topk(self.k, dim=-1).indices
         gates = scores.gather(-1, idx)
-        gates = gates / gates.sum(-1, keepdim=True).clamp_min(1e-20)
+        if self.k > 1:
+            gates = gates / gates.sum(-1, keepdim=True).clamp_min(1e-20)
         probs = scores if self.gate_kind == "softmax" else scores / scores.sum(-1, keepdim=True).clamp_min(1e-20)
         return idx, gates, probs
 

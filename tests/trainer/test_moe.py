@@ -38,6 +38,20 @@ def test_each_token_goes_to_k_experts_and_gradients_reach_router_and_experts() -
         assert torch.all(p.grad.flatten(1).abs().sum(1)[used] > 0)
 
 
+@pytest.mark.parametrize("gate", ["softmax", "sigmoid"])
+def test_top1_gate_is_the_router_score_so_the_loss_trains_the_router(gate: str) -> None:
+    """Normalised over one active expert the gate would be exactly 1 and the router would learn only from the
+    balancing loss, i.e. route at random (the Switch Transformer uses the raw score for k = 1)."""
+    moe, x = _moe(**{"model.top_k": 1, "model.router_gate": gate, "model.aux_loss_coef": 0.0})
+    flat = x.reshape(-1, x.shape[-1])
+    idx, gates, probs = moe.route(flat)
+    scores = moe.router(flat).float().softmax(-1) if gate == "softmax" else moe.router(flat).float().sigmoid()
+    assert torch.allclose(gates[:, 0], scores.gather(-1, idx)[:, 0])
+    assert float(gates.detach().max()) < 1.0
+    moe(x).pow(2).sum().backward()
+    assert moe.router.weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("mlp", ["gelu", "swiglu"])
 def test_dropless_moe_with_one_expert_equals_the_dense_mlp(mlp: str) -> None:
     moe_cfg = tiny_config(**{"model.n_experts": 1, "model.top_k": 1, "model.mlp": mlp})
