@@ -24,7 +24,9 @@ def _git(*args: str) -> str | None:
 def provenance_tags() -> dict[str, str]:
     """Tags that let a reader reproduce a run: commit (or "unknown" outside a checkout), dirty flag, host, command."""
     commit = _git("rev-parse", "HEAD") or "unknown"
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # The store a sweep writes into may be tracked (the shipped mlruns/): it is data, not code, and would otherwise
+    # mark every shipped run dirty.
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)mlruns")
     return {
         schema.T_GIT_COMMIT: commit,
         schema.T_GIT_DIRTY: "unknown" if status is None else str(bool(status)).lower(),
