@@ -15,6 +15,7 @@ import polars as pl
 import streamlit as st
 
 from app import charts, data, state
+from app import transfer_view as tv
 from trainer import schema as S
 
 T = TypeVar("T")
@@ -49,7 +50,7 @@ def pick_experiment(uri: str, *, key: str = "exp", container: Any = None, only: 
         stop(f"No experiments in the store {md(uri)}. Make one with `python -m trainer sweep "
              "examples/tiny_sweep.yaml`, or import a sweep with `python -m analysis import`.")
     name, notice = state.url_select("Experiment", names, key, container=container,
-                                    default=data.default_experiment(uri) if only is None else None)
+                                    default=(lambda: data.default_experiment(uri)) if only is None else None)
     if notice:
         st.warning(md(f"{notice}; showing {name!r}. The store has: {', '.join(names)}"))
     return name
@@ -75,6 +76,23 @@ def prepared_or_stop(uri: str, experiment: str, *, key: str = "objective", conta
         why = "; ".join(f"{r['status']} ({r['len']}): {r['reason']}" for r in reasons.iter_rows(named=True))
         stop(md(f"No run of {experiment!r} is usable for {objective}: {why}"), "warning")
     return objective, prep
+
+
+def every_run(rows: Sequence[pl.DataFrame], container: Any) -> tuple[bool, str]:
+    """The 'Every run as a dot' checkbox (URL ``?every_run=``) for groups whose optimum-table ``rows`` are drawn,
+    and the words for the chart caption. Shown only where some grid value holds several runs (seeds), since only
+    then do one dot per point and every run differ; on by default up to tv.EVERY_RUN_MAX ok runs in all. Returns
+    (draw every run, caption words); the counts come from the optimum table (``grid_n``, ``n_runs``)."""
+    seeds = max((tv.replicated(r) for r in rows), default=0)
+    if seeds <= 1:
+        return True, "dots are runs"
+    n_ok = sum(int(r["n_runs"].sum()) for r in rows)
+    with container:
+        every = state.url_checkbox("Every run as a dot", "every_run", default=n_ok <= tv.EVERY_RUN_MAX)
+    if every:
+        return True, f"dots are runs (all {n_ok})"
+    return False, (f"one dot per point: its median-loss run of up to {seeds} (tick 'Every run as a dot' for all "
+                   f"{n_ok}); band = lowest to highest run")
 
 
 def show_run(uri: str, run: dict[str, Any]) -> None:
@@ -120,9 +138,11 @@ def selected_run_id(event: Any, param: str = charts.PICK) -> str | None:
     return None
 
 
-def chart(ch: alt.TopLevelMixin, key: str | None = None, picks: Sequence[str] = (charts.PICK,)) -> Any:
-    """Draw an Altair chart; with a key, point selections (named ``picks``) rerun the page and the event is
-    returned."""
+def chart(ch: alt.TopLevelMixin | dict[str, Any], key: str | None = None,
+          picks: Sequence[str] = (charts.PICK,)) -> Any:
+    """Draw an Altair chart or a cached Vega-Lite spec (charts.vega_spec: no re-validation or pandas round trip
+    per rerun); with a key, point selections (named ``picks``) rerun the page and the event is returned."""
+    draw = st.vega_lite_chart if isinstance(ch, dict) else st.altair_chart
     if key is None:
-        return st.altair_chart(ch, width="stretch")
-    return st.altair_chart(ch, width="stretch", key=key, on_select="rerun", selection_mode=list(picks))
+        return draw(ch, width="stretch")
+    return draw(ch, width="stretch", key=key, on_select="rerun", selection_mode=list(picks))

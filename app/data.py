@@ -3,8 +3,10 @@
 Why a layer at all: the pages must stay fast on 10k-run sweeps, so every analysis result is cached, keyed by the
 tracking URI *and* ``analysis.load.store_signature`` (size and mtime of the SQLite file and its WAL): a new run in
 the store changes the signature, so nothing stale is ever shown and nothing is recomputed while the store is
-unchanged. ``st.cache_resource`` (not ``cache_data``) because the results are large polars frames and dataclasses
-that the pages only read: cache_data would pickle and copy a 10k-row table on every rerun.
+unchanged. The signature is a plain (hashed) argument of every cached function: Streamlit leaves arguments whose
+name starts with ``_`` out of the cache key, which would serve a stale result after a new run.
+``st.cache_resource`` (not ``cache_data``) because the results are large polars frames and dataclasses that the
+pages only read: cache_data would pickle and copy a 10k-row table on every rerun.
 
 The app computes no science: optima, fits, verdicts, penalties, laws and recommendations are analysis/ functions;
 this module only selects rows and reshapes them for the charts.
@@ -56,7 +58,7 @@ def experiments(uri: str) -> list[str]:
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _experiments(uri: str, _sig: str) -> list[str]:
+def _experiments(uri: str, sig: str) -> list[str]:
     try:
         return sorted(list_experiments(uri))
     except Exception as exc:  # sqlite3.OperationalError for a missing file, MlflowException for a bad server
@@ -83,7 +85,7 @@ def runs(uri: str, experiment: str | None = None) -> pl.DataFrame:
 
 
 @st.cache_resource(max_entries=16, show_spinner="Loading runs …")
-def _runs(uri: str, _sig: str, experiment: str | None) -> pl.DataFrame:
+def _runs(uri: str, sig: str, experiment: str | None) -> pl.DataFrame:
     return load_runs(uri, experiment)
 
 
@@ -108,7 +110,7 @@ def prepared(uri: str, experiment: str, objective: str) -> pl.DataFrame:
 
 
 @st.cache_resource(max_entries=16, show_spinner="Classifying runs …")
-def _prepared(uri: str, _sig: str, experiment: str, objective: str) -> pl.DataFrame:
+def _prepared(uri: str, sig: str, experiment: str, objective: str) -> pl.DataFrame:
     df = runs(uri, experiment)
     return prepare_runs(df.filter(~is_coord(df)), objective)
 
@@ -119,7 +121,7 @@ def optima(uri: str, experiment: str, objective: str, hp: str) -> pl.DataFrame:
 
 
 @st.cache_resource(max_entries=32, show_spinner="Fitting optima …")
-def _optima(uri: str, _sig: str, experiment: str, objective: str, hp: str) -> pl.DataFrame:
+def _optima(uri: str, sig: str, experiment: str, objective: str, hp: str) -> pl.DataFrame:
     return optimum_table(prepared(uri, experiment, objective), hp)
 
 
@@ -129,7 +131,7 @@ def transfers(uri: str, experiment: str, objective: str, hp: str, axis: str, tau
 
 
 @st.cache_resource(max_entries=64, show_spinner="Fitting the optimum against scale …")
-def _transfers(uri: str, _sig: str, experiment: str, objective: str, hp: str, axis: str,
+def _transfers(uri: str, sig: str, experiment: str, objective: str, hp: str, axis: str,
                tau: float) -> list[AxisTransfer]:
     return axis_transfer(optima(uri, experiment, objective, hp), axis, tau=tau)
 
@@ -140,7 +142,7 @@ def r_inf(uri: str, experiment: str, objective: str, hp: str, axis: str, param: 
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def _r_inf(uri: str, _sig: str, experiment: str, objective: str, hp: str, axis: str, param: str) -> dict:
+def _r_inf(uri: str, sig: str, experiment: str, objective: str, hp: str, axis: str, param: str) -> dict:
     return asymptotic_penalty(optima(uri, experiment, objective, hp), axis, param, "mup")
 
 
@@ -151,7 +153,7 @@ def recommendation(uri: str, experiment: str, objective: str, param: str | None,
 
 
 @st.cache_resource(max_entries=32, show_spinner="Computing the recommendation …")
-def _recommendation(uri: str, _sig: str, experiment: str, objective: str, param: str | None,
+def _recommendation(uri: str, sig: str, experiment: str, objective: str, param: str | None,
                     target: tuple[tuple[str, float], ...], tau: float) -> dict[str, Any]:
     return recommend(prepared(uri, experiment, objective), dict(target), param, tau=tau, objective=objective,
                      source={"experiment": [experiment], "tracking_uri": uri})
@@ -163,7 +165,7 @@ def history(uri: str, run_ids: Sequence[str], keys: Sequence[str]) -> pl.DataFra
 
 
 @st.cache_resource(max_entries=64, show_spinner="Fetching histories …")
-def _history(uri: str, _sig: str, run_ids: tuple[str, ...], keys: tuple[str, ...]) -> pl.DataFrame:
+def _history(uri: str, sig: str, run_ids: tuple[str, ...], keys: tuple[str, ...]) -> pl.DataFrame:
     return load_history(run_ids, keys, uri)
 
 
@@ -240,7 +242,7 @@ def sweep_summary(uri: str) -> pl.DataFrame:
 
 
 @st.cache_resource(max_entries=8, show_spinner="Summarising sweeps …")
-def _sweep_summary(uri: str, _sig: str) -> pl.DataFrame:
+def _sweep_summary(uri: str, sig: str) -> pl.DataFrame:
     tables = []
     for name in experiments(uri):
         raw = runs(uri, name)

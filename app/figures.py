@@ -42,7 +42,7 @@ def export_experiment(uri: str, experiment: str, out: Path, tau: float = 0.005) 
             keys = differing_keys(results)  # label groups by what tells them apart, as the Transfer page does
             for result in results:
                 view = tv.build(result, opt, prep)
-                left = charts.transfer_chart(view.curves, view.points, view.optima, view.diverged, hp=hp, axis=axis)
+                left = tv.loss_chart(view)
                 right = charts.optimum_scale_chart(view.scale_rows, view.law, hp=hp, axis=axis)
                 group = data.group_label({k: result.group.get(k) for k in keys})
                 name = f"{experiment}-{axis}-{_slug(hp)}-{_slug(group)}.png"

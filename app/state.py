@@ -36,7 +36,9 @@ def url_select(label: str, options: Sequence[Any], key: str, *, default: Any = N
                format_func: Callable[[Any], str] = _as_text, container: Any = None,
                help: str | None = None) -> tuple[Any, str | None]:
     """A selectbox whose value is ``?key=…`` in the URL. Returns (value, notice); notice is set when the URL
-    asked for a value that is not among ``options`` (the page shows it instead of failing)."""
+    asked for a value that is not among ``options`` (the page shows it instead of failing). ``default`` may be a
+    function of no arguments: it is then called only when neither the session, the URL nor the last choice
+    decides, so an expensive default (the latest experiment: a load of every run) costs nothing otherwise."""
     box = container or st
     options = list(options)
     notice = None
@@ -49,6 +51,8 @@ def url_select(label: str, options: Sequence[Any], key: str, *, default: Any = N
         if chosen is None and last is not None:
             chosen = _match(_as_text(last), options)
         if chosen is None:
+            if callable(default):
+                default = default()
             chosen = default if default in options else (options[0] if options else None)
         st.session_state[key] = chosen
     value = box.selectbox(label, options, key=key, format_func=format_func, help=help)
@@ -68,7 +72,7 @@ def url_multiselect(label: str, options: Sequence[Any], key: str, *, default: Se
     else:
         st.session_state[key] = [v for v in st.session_state[key] if v in options]
     values = box.multiselect(label, options, key=key, format_func=_as_text, help=help)
-    st.query_params[key] = [_as_text(v) for v in values]
+    _put(key, [_as_text(v) for v in values])
     return values
 
 
@@ -79,7 +83,7 @@ def url_text(label: str, key: str, *, container: Any = None, placeholder: str = 
         st.session_state[key] = st.query_params.get(key, "")
     value = box.text_input(label, key=key, placeholder=placeholder)
     if value:
-        st.query_params[key] = value
+        _put(key, value)
     elif key in st.query_params:
         del st.query_params[key]
     return value
@@ -121,7 +125,7 @@ def url_checkbox(label: str, key: str, *, default: bool = False, container: Any 
         raw = st.query_params.get(key)
         st.session_state[key] = default if raw is None else raw in ("1", "true", "True")
     value = box.checkbox(label, key=key)
-    st.query_params[key] = "1" if value else "0"
+    _put(key, "1" if value else "0")
     return bool(value)
 
 
@@ -131,11 +135,18 @@ def set_url(key: str, value: str | None) -> None:
         if key in st.query_params:
             del st.query_params[key]
     else:
+        _put(key, value)
+
+
+def _put(key: str, value: str | list[str]) -> None:
+    """Write ``?key=value`` only when it changes: each write sends the browser its own history update, and a
+    rerun of the Transfer page touches eight parameters that mostly stay as they are."""
+    if st.query_params.get_all(key) != ([value] if isinstance(value, str) else value):
         st.query_params[key] = value
 
 
 def _remember(key: str, value: Any) -> None:
     if value is None:
         return
-    st.query_params[key] = _as_text(value)
+    _put(key, _as_text(value))
     st.session_state[_LAST + key] = value

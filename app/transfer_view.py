@@ -1,16 +1,25 @@
 """Turning one axis group's analysis results (AxisTransfer + optimum-table rows + runs) into chart frames and
-sentences; shared by the Transfer and Compare pages. Only unit changes (ln hp → hp) and formatting happen here."""
+sentences; shared by the Transfer and Compare pages. Only unit changes (ln hp → hp), formatting and the choice of
+which runs to draw happen here; the one summary of runs, the min–max seed band, is what the chart always drew.
+
+``transfer_panel`` and ``compare_panel`` build everything a page draws for its groups (frames, Vega-Lite specs,
+table, sentences) once per set of cached analysis objects, so a rerun that changes nothing about the groups (a
+new tab, a click on a run, a widget elsewhere) costs no chart building at all.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
+import altair as alt
 import numpy as np
 import polars as pl
+import streamlit as st
 
 from analysis.transfer import AxisTransfer
-from app import data
+from app import charts, data
 from trainer import schema as S
 
 
@@ -21,11 +30,23 @@ class GroupView:
     result: AxisTransfer
     rows: pl.DataFrame  # optimum-table rows of the group, by scale
     curves: pl.DataFrame
-    points: pl.DataFrame
+    band: pl.DataFrame  # one row per (scale, hp) cell: min and max loss over its ok runs
+    points: pl.DataFrame  # every ok run, or one per cell (``every_run=False``)
     optima: pl.DataFrame
-    diverged: pl.DataFrame
+    diverged: pl.DataFrame  # one diverged run per (scale, hp) cell
     scale_rows: pl.DataFrame
     law: pl.DataFrame
+    every_run: bool
+
+
+EVERY_RUN_MAX = 500  # ok runs up to which a chart draws every run by default (Vega draws that many quickly)
+
+
+def replicated(rows: pl.DataFrame) -> int:
+    """The largest number of ok runs behind one grid value of the group's optimum-table rows (``grid_n``): above 1,
+    cells hold several seeds and one dot per cell draws fewer dots than runs."""
+    counts = rows["grid_n"].explode().drop_nulls() if "grid_n" in rows.columns and rows.height else []
+    return int(counts.max()) if len(counts) else 0
 
 
 def pow2(value: float | None) -> str:
@@ -36,9 +57,16 @@ def pow2(value: float | None) -> str:
     return f"2^{round(k)}" if abs(k - round(k)) < 0.05 else f"2^{k:.1f}"
 
 
-def build(result: AxisTransfer, opt: pl.DataFrame, prep: pl.DataFrame) -> GroupView:
-    """Chart frames for one axis group: mean curves and optima from the optimum table, run points and diverged
-    markers from the classified runs, per-scale optima and the fitted law's prediction band."""
+def build(result: AxisTransfer, opt: pl.DataFrame, prep: pl.DataFrame, *, every_run: bool = True) -> GroupView:
+    """Chart frames for one axis group: mean curves and optima from the optimum table, the seed band, run points
+    and diverged markers from the classified runs, per-scale optima and the fitted law's prediction band.
+
+    Runs are drawn, not summarised into new numbers: the band is the min and max loss of the seeds of each
+    (scale, hp) cell (what the chart always drew), and with ``every_run=False`` the dots are one run per cell,
+    the one with the median loss (the lower middle for an even count). Why: at 10k runs a group has ~1000 ok runs
+    whose dots stack on ~100 cells, and Vega's per-dot work is a sizeable part of the page's draw time. Diverged
+    runs are always one triangle per cell: they sit at the same spot on the top edge, so only the top one was
+    ever visible or hoverable."""
     axis, hp = result.axis, result.hp
     col = f"scale.{axis}"
     rows = data.group_rows(opt, result.group, axis)
@@ -47,12 +75,19 @@ def build(result: AxisTransfer, opt: pl.DataFrame, prep: pl.DataFrame) -> GroupV
                           pl.col("grid_loss").alias("loss"))
               .explode("x", "loss").drop_nulls("x").with_columns(pl.col("x").exp().alias("hp")).drop("x"))
     seed = pl.col(S.P_SEED).cast(pl.Utf8) if S.P_SEED in runs.columns else pl.lit("")
-    ok = runs.filter(pl.col("status") == "ok")
-    points = ok.select(pl.col(col).alias("scale"), pl.col(hp).cast(pl.Float64).alias("hp"), pl.col("loss"),
-                       pl.col("run_id"), pl.col("run_name").fill_null(""), seed.alias("seed"))
-    div = runs.filter(pl.col("status") == "diverged")
-    diverged = div.select(pl.col(col).alias("scale"), pl.col(hp).cast(pl.Float64).alias("hp"), pl.col("run_id"),
-                          pl.col("run_name").fill_null(""), pl.col("reason").fill_null(""))
+    cell = ["scale", "hp"]
+    points = runs.filter(pl.col("status") == "ok").select(
+        pl.col(col).alias("scale"), pl.col(hp).cast(pl.Float64).alias("hp"), pl.col("loss"), pl.col("run_id"),
+        pl.col("run_name").fill_null(""), seed.alias("seed"))
+    band = points.group_by(cell).agg(pl.col("loss").min().alias("lo"), pl.col("loss").max().alias("hi")).sort(cell)
+    if not every_run:
+        points = (points.sort("loss", "run_id").group_by(cell, maintain_order=True)
+                  .agg(pl.all().get((pl.len() - 1) // 2)))
+    points = points.sort(cell)
+    diverged = (runs.filter(pl.col("status") == "diverged").select(
+        pl.col(col).alias("scale"), pl.col(hp).cast(pl.Float64).alias("hp"), pl.col("run_id"),
+        pl.col("run_name").fill_null(""), pl.col("reason").fill_null(""))
+        .sort("run_name", "run_id").group_by(cell, maintain_order=True).agg(pl.all().first()).sort(cell))
     optima = rows.filter(pl.col("method") != "none").select(
         pl.col(col).alias("scale"), pl.col("opt"),
         pl.when(pl.col("method") == "quadratic").then(pl.col("loss_opt")).otherwise(pl.col("argmin_loss"))
@@ -66,7 +101,7 @@ def build(result: AxisTransfer, opt: pl.DataFrame, prep: pl.DataFrame) -> GroupV
         (~pl.col("scale").is_in(list(excluded))).alias("used"),
         pl.col("scale").replace_strict(excluded, default="", return_dtype=pl.Utf8).alias("why"))
     law = law_frame(result)
-    return GroupView(result, rows, curves, points, optima, diverged, scale_rows, law)
+    return GroupView(result, rows, curves, band, points, optima, diverged, scale_rows, law, every_run)
 
 
 def law_frame(result: AxisTransfer, n: int = 40) -> pl.DataFrame:
@@ -145,3 +180,80 @@ def differing_keys(results: list[AxisTransfer]) -> list[str]:
     """Group columns whose value differs between the groups (the rest is constant and not worth a label)."""
     keys = sorted({k for r in results for k in r.group})
     return [k for k in keys if len({str(r.group.get(k)) for r in results}) > 1]
+
+
+def loss_chart(view: GroupView, **kw: Any) -> alt.LayerChart:
+    """charts.transfer_chart of a view (keyword arguments pass through: title, pick, height …)."""
+    res = view.result
+    return charts.transfer_chart(view.curves, view.band, view.points, view.optima, view.diverged, hp=res.hp,
+                                 axis=res.axis, **kw)
+
+
+@dataclass
+class Panel:
+    """What the Transfer page draws for one group: the view, both chart specs, the table and the sentences.
+    ``sources`` holds the analysis objects it was built from (see ``transfer_panel``)."""
+
+    view: GroupView
+    transfer_spec: dict[str, Any]
+    optimum_spec: dict[str, Any]
+    table: pl.DataFrame
+    verdict: str
+    warnings: list[str]
+    sources: tuple[Any, ...]
+
+
+def transfer_panel(result: AxisTransfer, opt: pl.DataFrame, prep: pl.DataFrame, *, every_run: bool) -> Panel:
+    """The Transfer page's charts, table and sentences for one group, built once per (result, opt, prep,
+    every_run).
+
+    The three are cached analysis objects (app.data), so their identities stand for the store state and the
+    group: the cache is keyed by ``id()`` of each, and the entry holds the objects themselves, so no other object
+    can take one of those ids while the entry lives. A new run gives new objects and so a new entry."""
+    return _transfer_panel((id(result), id(opt), id(prep), every_run), result, opt, prep)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _transfer_panel(key: tuple[Any, ...], _result: AxisTransfer, _opt: pl.DataFrame, _prep: pl.DataFrame) -> Panel:
+    view = build(_result, _opt, _prep, every_run=key[-1])
+    right = charts.optimum_scale_chart(view.scale_rows, view.law, hp=_result.hp, axis=_result.axis)
+    return Panel(view, charts.vega_spec(loss_chart(view)), charts.vega_spec(right), scale_table(view),
+                 verdict_text(_result), warnings(view), (_result, _opt, _prep))
+
+
+@dataclass
+class ComparePanel:
+    """What the Compare page draws for its groups (one per parameterization), built once like ``Panel``."""
+
+    views: list[GroupView]
+    picks: list[str]
+    transfer_spec: dict[str, Any]
+    optimum_spec: dict[str, Any]
+    sources: tuple[Any, ...]
+
+
+def compare_panel(results: list[AxisTransfer], opt: pl.DataFrame, prep: pl.DataFrame, *,
+                  every_run: bool) -> ComparePanel:
+    """The Compare page's side-by-side transfer plots (one selection ``pick<i>`` per panel) and the joint
+    optimum-against-scale plot, cached by the identities of ``results``, ``opt`` and ``prep`` as in
+    ``transfer_panel``."""
+    return _compare_panel(tuple(id(r) for r in results) + (id(opt), id(prep), every_run), results, opt, prep)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _compare_panel(key: tuple[Any, ...], _results: list[AxisTransfer], _opt: pl.DataFrame,
+                   _prep: pl.DataFrame) -> ComparePanel:
+    views = [build(r, _opt, _prep, every_run=key[-1]) for r in _results]
+    picks = [f"{charts.PICK}{i}" for i in range(len(views))]  # one selection per panel: click a dot in any of them
+    names = [str(v.result.group.get(S.P_PARAMETERIZATION)) for v in views]
+    panels = [loss_chart(v, pick=pick, title=name, height=320) for v, pick, name in zip(views, picks, names,
+                                                                                        strict=True)]
+    left = alt.hconcat(*panels).resolve_scale(x="shared", y="shared", color="shared")
+    scale_rows = pl.concat([v.scale_rows.with_columns(pl.lit(n).alias("param")) for v, n in zip(views, names,
+                                                                                                 strict=True)],
+                           how="vertical_relaxed")
+    laws = pl.concat([v.law.with_columns(pl.lit(n).alias("param")) for v, n in zip(views, names, strict=True)],
+                     how="vertical_relaxed")
+    right = charts.optimum_scale_chart(scale_rows, laws, hp=_results[0].hp, axis=_results[0].axis,
+                                       color_field="param")
+    return ComparePanel(views, picks, charts.vega_spec(left), charts.vega_spec(right), (tuple(_results), _opt, _prep))

@@ -14,6 +14,8 @@ Then starts ``streamlit run app/Home.py`` on a free port and drives Debian's Chr
 * change axis: width → depth (a new axis fit on the cached optimum table).
 
 "Interactive" = Streamlit's script state is notRunning, no skeleton is left and Vega has drawn every chart.
+Also reported: the dashboard process's peak resident memory (VmHWM from /proc, the goal is < 1 GB at 10k runs) and
+the machine's load average before and after, since the numbers move with whatever else runs on the box.
 Usage: python benchmarks/bench_app.py [--runs 10000] [--repeat 3] [--out benchmarks/results/bench_app.json]
 """
 
@@ -92,6 +94,28 @@ def build_store(path: Path, n_runs: int, seed: int = 0) -> str:
     return uri
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """Peak resident set size of a process (VmHWM in /proc/PID/status), or None where /proc does not say."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
+    return None
+
+
+def git_commit() -> str:
+    """Short commit of the checkout, with ``+dirty`` when app/ or benchmarks/ differ from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "app", "benchmarks"], cwd=ROOT).returncode
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def launch_dashboard(uri: str, port: int, log: Path) -> subprocess.Popen:
     proc = start_dashboard(uri, port, log)
     try:
@@ -110,11 +134,14 @@ def timed(page, action) -> float:  # noqa: ANN001 - playwright objects
     return time.perf_counter() - t0
 
 
-def pick(page, label: str, option: str) -> None:  # noqa: ANN001
+def pick(page, label: str, key: str, option: str) -> None:  # noqa: ANN001
+    """Choose ``option`` in the selectbox ``label`` and wait until the rerun has reached it (the URL's ``?key=``
+    follows the widget). Not the 'running' script state: a rerun served from the caches can start and finish
+    between two polls, so waiting for it would miss it."""
     page.get_by_test_id("stSelectbox").filter(has_text=label).click()
     page.get_by_role("option", name=option, exact=True).click()
-    page.wait_for_function("() => document.querySelector('[data-testid=\"stApp\"]')"
-                           ".getAttribute('data-test-script-state') === 'running'", timeout=10_000)
+    page.wait_for_function(f"() => new URLSearchParams(location.search).get('{key}') === '{option}'",
+                           timeout=10_000)
 
 
 def bench(uri: str, n: int, repeat: int, workdir: Path) -> dict:
@@ -132,17 +159,19 @@ def bench(uri: str, n: int, repeat: int, workdir: Path) -> dict:
             out["cold_open_s"].append(timed(page, lambda: page.goto(url)))
             for _ in range(repeat):
                 out["warm_open_s"].append(timed(page, lambda: page.goto(url)))
-                out["change_param_s"].append(timed(page, lambda: pick(page, "Parameterization", "sp")))
-                out["change_param_s"].append(timed(page, lambda: pick(page, "Parameterization", "mup")))
-                out["change_axis_s"].append(timed(page, lambda: pick(page, "Scale axis", "depth")))
-                out["change_axis_s"].append(timed(page, lambda: pick(page, "Scale axis", "width")))
+                out["change_param_s"].append(timed(page, lambda: pick(page, "Parameterization", "param", "sp")))
+                out["change_param_s"].append(timed(page, lambda: pick(page, "Parameterization", "param", "mup")))
+                out["change_axis_s"].append(timed(page, lambda: pick(page, "Scale axis", "axis", "depth")))
+                out["change_axis_s"].append(timed(page, lambda: pick(page, "Scale axis", "axis", "width")))
             page.screenshot(path=str(workdir / "bench_transfer.png"), full_page=True)
             browser.close()
+        rss = peak_rss_mb(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
     return {"n_runs": n, **{k: [round(v, 3) for v in vals] for k, vals in out.items()},
-            **{k.replace("_s", "_median_s"): round(statistics.median(v), 3) for k, v in out.items() if v}}
+            **{k.replace("_s", "_median_s"): round(statistics.median(v), 3) for k, v in out.items() if v},
+            "server_peak_rss_mb": rss}
 
 
 def main() -> None:
@@ -156,6 +185,7 @@ def main() -> None:
     import logging
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    load_before = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         uri = build_store(Path(tmp) / "bench.db", args.runs)
@@ -164,12 +194,16 @@ def main() -> None:
         result["build_s"] = round(build_s, 2)
     print(f"Transfer page, {result['n_runs']} runs (median of {args.repeat}-{2 * args.repeat}; seconds until "
           "interactive in Chromium)")
-    print(f"{'cold open':>12} {'warm open':>10} {'param change':>13} {'axis change':>12}")
+    print(f"{'cold open':>12} {'warm open':>10} {'param change':>13} {'axis change':>12} {'server peak RSS':>16}")
+    rss = f"{result['server_peak_rss_mb']:.0f} MB" if result["server_peak_rss_mb"] is not None else "n/a"
     print(f"{result['cold_open_median_s']:>12.2f} {result['warm_open_median_s']:>10.2f} "
-          f"{result['change_param_median_s']:>13.2f} {result['change_axis_median_s']:>12.2f}")
+          f"{result['change_param_median_s']:>13.2f} {result['change_axis_median_s']:>12.2f} {rss:>16}")
+    load = {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]}
+    print(f"load average (1, 5, 15 min) before {load['before']}, after {load['after']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
-                                    "python": platform.python_version(), "result": result}, indent=2) + "\n")
+                                    "python": platform.python_version(), "commit": git_commit(),
+                                    "load_average": load, "result": result}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

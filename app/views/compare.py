@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import math
 
-import altair as alt
 import polars as pl
 import streamlit as st
 
 from analysis.summary import swept_hps, varied_axes
 from analysis.transfer import best_loss, differing_keys
-from app import charts, common, data, state
+from app import common, data, state
 from app import transfer_view as tv
 from trainer import schema as S
 
@@ -46,20 +45,13 @@ if len(chosen) < 2:
                       f"{axis} here; the comparison below has one column."))
 
 opt = data.optima(uri, exp, objective, hp)
-views = [common.guarded("prepare the charts", tv.build, r, opt, prep) for r in chosen]
-picks = [f"{charts.PICK}{i}" for i in range(len(views))]  # one selection per panel: click a dot in any of them
-panels = [charts.transfer_chart(v.curves, v.points, v.optima, v.diverged, hp=hp, axis=axis, pick=pick,
-                                title=str(v.result.group.get(S.P_PARAMETERIZATION)), height=320)
-          for v, pick in zip(views, picks, strict=True)]
-st.caption(f"Loss against {common.md(hp)} per parameterization (shared axes); click a dot for that run")
-event = common.chart(alt.hconcat(*panels).resolve_scale(x="shared", y="shared", color="shared"),
-                     key="compare_chart", picks=picks)
-scale_rows = pl.concat([v.scale_rows.with_columns(pl.lit(str(v.result.group.get(S.P_PARAMETERIZATION)))
-                                                  .alias("param")) for v in views], how="vertical_relaxed")
-laws = pl.concat([v.law.with_columns(pl.lit(str(v.result.group.get(S.P_PARAMETERIZATION))).alias("param"))
-                  for v in views], how="vertical_relaxed")
+every, dots = common.every_run([data.group_rows(opt, r.group, axis) for r in chosen], st.container())
+panel = common.guarded("prepare the charts", tv.compare_panel, chosen, opt, prep, every_run=every)
+views = panel.views
+st.caption(f"Loss against {common.md(hp)} per parameterization (shared axes); {dots} (click a dot for that run)")
+event = common.chart(panel.transfer_spec, key="compare_chart", picks=panel.picks)
 st.caption(f"Optimum against {axis} with each fitted law (hollow = not in the fit)")
-common.chart(charts.optimum_scale_chart(scale_rows, laws, hp=hp, axis=axis, color_field="param"))
+common.chart(panel.optimum_spec)
 
 
 def _pct(v: float | None) -> str:
@@ -90,7 +82,7 @@ st.dataframe(pl.DataFrame(table), hide_index=True)
 st.caption("slope: log2 change of the optimum per doubling (0 = transfers). R(∞): asymptotic relative loss gap to "
            "μP from analysis.transfer.asymptotic_penalty (needs ≥ 4 shared scales).")
 
-picked = next((rid for pick in picks if (rid := common.selected_run_id(event, pick))), None)
+picked = next((rid for pick in panel.picks if (rid := common.selected_run_id(event, pick))), None)
 if picked:
     state.set_url("run", picked)
 run = common.lookup_run(prep, picked or st.query_params.get("run"))

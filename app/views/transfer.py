@@ -11,7 +11,7 @@ import streamlit as st
 
 from analysis.summary import swept_hps, varied_axes
 from analysis.transfer import differing_keys
-from app import charts, common, data, state
+from app import common, data, state
 from app import transfer_view as tv
 from trainer import schema as S
 
@@ -48,23 +48,23 @@ else:
     result = mine[0]
 
 opt = data.optima(uri, exp, objective, hp)
-view = common.guarded("prepare the charts", tv.build, result, opt, prep)
-text = tv.verdict_text(result)
-{"holds": st.success, "fails": st.error}.get(result.verdict, st.warning)(common.md(text))
-if result.reasons:
-    st.caption(common.md("; ".join(result.reasons)))
-for line in tv.warnings(view):
-    st.warning(common.md(line))
-
+head = st.container()  # verdict and warnings, written once the panel is built
 left, right = st.columns([3, 2])
+every, dots = common.every_run([data.group_rows(opt, result.group, axis)], left)
+panel = common.guarded("prepare the charts", tv.transfer_panel, result, opt, prep, every_run=every)
+with head:
+    {"holds": st.success, "fails": st.error}.get(result.verdict, st.warning)(common.md(panel.verdict))
+    if result.reasons:
+        st.caption(common.md("; ".join(result.reasons)))
+    for line in panel.warnings:
+        st.warning(common.md(line))
 with left:
-    st.caption(f"Loss against {common.md(hp)}; dots are runs (click one for its curves), ▲ diverged")
-    event = common.chart(charts.transfer_chart(view.curves, view.points, view.optima, view.diverged, hp=hp,
-                                               axis=axis), key="transfer_chart")
+    st.caption(f"Loss against {common.md(hp)}; {dots} (click a dot for its curves); ▲ diverged")
+    event = common.chart(panel.transfer_spec, key="transfer_chart")
 with right:
     st.caption(f"Optimum against {axis}: hollow = not in the fit; dashed = fitted law, band = 95 % prediction")
-    common.chart(charts.optimum_scale_chart(view.scale_rows, view.law, hp=hp, axis=axis))
-st.dataframe(tv.scale_table(view), hide_index=True)
+    common.chart(panel.optimum_spec)
+st.dataframe(panel.table, hide_index=True)
 
 picked = common.selected_run_id(event)
 if picked:

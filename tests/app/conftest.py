@@ -7,6 +7,10 @@
 * ``trainer`` store: a tiny sweep trained by our trainer (SP and μP, 2 widths × 3 LRs, 10 steps), so runs carry
   the full config, val loss and effective per-group settings.
 
+The ``seeded`` fixture is a third, synthetic store (benchmarks/bench_app.build_store at 2,000 runs: SP and μP ×
+5 widths × 4 depths × 25 LRs × 2 seeds, the high-LR side diverged): several seeds per grid point, which the
+dashboard draws as one dot per point or every run.
+
 The trainer sweep and the coordinate check run as subprocesses while the import happens in-process, so the two
 stores are built concurrently; each store has exactly one writer at a time.
 """
@@ -117,3 +121,15 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Stores:
         if sweep.poll() is None:
             sweep.kill()
     return Stores(main, trainer, work)
+
+
+SEEDED_EXPERIMENT = "bench-transfer"
+
+
+@pytest.fixture(scope="session")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The synthetic multi-seed store (module docstring), as a sqlite URI (~3 s to build)."""
+    from benchmarks.bench_app import EXPERIMENT, build_store
+
+    assert EXPERIMENT == SEEDED_EXPERIMENT
+    return build_store(tmp_path_factory.mktemp("seeded") / "seeded.db", 2000)

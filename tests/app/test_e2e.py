@@ -1,6 +1,7 @@
 """End to end in a real browser: Debian's Chromium driven by Playwright against `streamlit run app/Home.py` on a
-free port. Every page is opened, a widget is changed, the recommendation JSON is downloaded and validated against
-the schema, and a screenshot of each page is saved (path printed; set APP_SCREENSHOTS=DIR to keep them there).
+free port. Every page is opened, a widget is changed, a run is selected by clicking its dot, the recommendation JSON
+is downloaded and validated against the schema, and a screenshot of each page is saved (path printed; set
+APP_SCREENSHOTS=DIR to keep them there).
 
 Skips only when /usr/bin/chromium is missing (.ci/run installs it). Never runs `playwright install`.
 """
@@ -84,6 +85,18 @@ def test_pages_in_chromium(server: str, tmp_path: Path) -> None:
         assert "param=sp" in page.url
         assert page.locator(".vega-embed").count() >= 2
         page.screenshot(path=str(shots / "transfer.png"), full_page=True)
+
+        # Click a run's dot (Vega draws SVG: one path per dot, the first symbol layer is the runs): the point
+        # selection reruns the page with that run's curves, and the URL names the run.
+        dot = page.locator(".vega-embed svg.marks g.mark-symbol").first.locator("path").first
+        dot.hover()
+        tip = page.locator("#vg-tooltip-element.visible")
+        tip.wait_for(timeout=10_000)
+        run_id = tip.inner_text().split("run_id")[-1].split()[0]
+        dot.click()
+        page.wait_for_function(f"() => location.search.includes('run={run_id}')", timeout=30_000)
+        settle(page)
+        page.get_by_role("heading", name="Run ").first.wait_for(timeout=30_000)
 
         # Export: change the target, download the JSON, validate it against the schema.
         page.goto(f"{server}/export?exp=mup-demo&param=mup")
