@@ -32,6 +32,8 @@ from urllib.parse import unquote
 
 import polars as pl
 
+from trainer import schema as S
+
 RUN_COLUMNS = ("run_id", "experiment_id", "experiment", "run_name", "mlflow_status", "start_time", "end_time")
 _FLOAT_MAX = 1.7976931348623157e308
 _CACHE: dict[tuple, pl.DataFrame] = {}
@@ -118,6 +120,45 @@ def list_experiments(tracking_uri: str | None = None) -> list[str]:
         return [e.name for e in MlflowClient(uri).search_experiments()]
     with _connect(db) as con:
         return [r[0] for r in con.execute("SELECT name FROM experiments WHERE lifecycle_stage = 'active'")]
+
+
+def latest_experiment(tracking_uri: str | None = None) -> str | None:
+    """The active experiment whose most recent run (by start time, coordinate checks aside) started last, or None
+    for a store without such runs: what someone opening the dashboard without naming an experiment most likely
+    wants.
+
+    SQLite: one query that reads the runs' start times and their ``run.kind`` tags, a few milliseconds at 10k runs,
+    where building the whole run table (load_runs) took ~0.5 s of the dashboard's first page. Other stores: the
+    MLflow API, newest runs first, one page at a time until a run that is not a coordinate check."""
+    uri = tracking_uri or default_tracking_uri()
+    db = sqlite_path(uri)
+    if db is None:
+        return _latest_via_api(uri)
+    with _connect(db) as con:
+        row = con.execute(
+            "SELECT e.name FROM runs r JOIN experiments e ON r.experiment_id = e.experiment_id "
+            "WHERE r.lifecycle_stage = 'active' AND e.lifecycle_stage = 'active' AND NOT EXISTS ("
+            "  SELECT 1 FROM tags t WHERE t.run_uuid = r.run_uuid AND t.key = ? AND t.value = ?) "
+            "ORDER BY r.start_time IS NULL, r.start_time DESC LIMIT 1", (S.T_RUN_KIND, S.RUN_KIND_COORD)).fetchone()
+    return row[0] if row else None
+
+
+def _latest_via_api(uri: str) -> str | None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    names = {e.experiment_id: e.name for e in client.search_experiments()}
+    token = None
+    while names:
+        page = client.search_runs(list(names), order_by=["attributes.start_time DESC"], max_results=1000,
+                                  page_token=token)
+        for run in page:
+            if run.data.tags.get(S.T_RUN_KIND) != S.RUN_KIND_COORD:
+                return names[run.info.experiment_id]
+        token = page.token
+        if not token:
+            break
+    return None
 
 
 def _connect(db: Path) -> sqlite3.Connection:

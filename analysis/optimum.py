@@ -7,6 +7,10 @@ parametric noise bootstrap) gives a second interval and the edge fraction of rul
 never a number in the fit, but a valid high-side bracket (§6.1, §6.3 rule 5).
 
 All log quantities are natural logs; slopes in log-log are base-free, so they equal log2–log2 slopes.
+
+t quantiles come from ``scipy.special.stdtrit``, the function ``scipy.stats.t.ppf`` evaluates (same numbers):
+importing scipy.special costs ~0.25 s, scipy.stats ~0.75 s, and every dashboard process pays the import on its
+first page.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import polars as pl
-from scipy import stats
+from scipy import special
 
 from analysis.classify import slice_columns
 from trainer import schema as S
@@ -151,7 +155,7 @@ def _quadratic(res: Optimum1D, grid: np.ndarray, means: np.ndarray, x: np.ndarra
     se = float(np.sqrt(max(g @ cov[:2, :2] @ g, 0.0)))
     res.se_log = se
     for name, level in (("ci68", 0.68), ("ci95", 0.95)):
-        t = stats.t.ppf(0.5 + level / 2, dof)
+        t = special.stdtrit(dof, 0.5 + level / 2)  # = scipy.stats.t.ppf(0.5 + level / 2, dof)
         setattr(res, name, (float(math.exp(res.log_opt - t * se)), float(math.exp(res.log_opt + t * se))))
 
 
@@ -299,7 +303,7 @@ def optimum_table(prepared: pl.DataFrame, hp: str = "hp.lr", *, slice_cols: Sequ
         fit = fit_optimum_1d(part["_hp"].to_numpy(), part["loss"].fill_null(math.nan).to_numpy(),
                              (part["status"] == "diverged").to_numpy(), n_boot=n_boot, rng=seed, **fit_kw)
         ok = part.filter(pl.col("status") == "ok")
-        curve = (ok.with_columns(pl.col("_hp").log().round(6).alias("_x")).group_by("_x")
+        curve = (ok.with_columns(grid_value(pl.col("_hp")).alias("_x")).group_by("_x")
                  .agg(pl.col("loss").mean().alias("_m"), pl.len().alias("_n")).sort("_x"))
         row = dict(zip(keys, key, strict=True))
         init = (part[S.S_INITIAL_LOSS].cast(pl.Float64, strict=False) if S.S_INITIAL_LOSS in part.columns
@@ -326,6 +330,35 @@ def optimum_table(prepared: pl.DataFrame, hp: str = "hp.lr", *, slice_cols: Sequ
     if not rows:
         return pl.DataFrame(schema={**{k: prepared.schema[k] for k in keys}, "hp": pl.Utf8, **schema_over})
     return pl.DataFrame(rows, schema_overrides=schema_over, infer_schema_length=None)
+
+
+def grid_value(hp: pl.Expr) -> pl.Expr:
+    """The grid value of a run: ln hp rounded to 1e-6, so float-rounded LRs are one point (as in fit_optimum_1d).
+    optimum_table's curves and loss_band group by it, so a band lines up with its mean curve."""
+    return hp.cast(pl.Float64, strict=False).log().round(6)
+
+
+def loss_band(prepared: pl.DataFrame, hp: str = "hp.lr", by: Sequence[str] = ()) -> pl.DataFrame:
+    """The spread of the ok runs' loss at each grid value of ``hp``, per group of the ``by`` columns: columns
+    ``*by``, ``grid_log_hp`` (as optimum_table's), ``loss_lo`` and ``loss_hi`` (lowest and highest loss over the
+    runs there, i.e. over seeds when ``by`` holds the slice columns), ``n`` (how many); sorted by ``*by`` and grid
+    value.
+
+    Why the extremes and not an interval: the band shows where the replicates actually landed around the slice's
+    mean curve (grid_loss), without a distributional claim at 2–10 seeds; with one run per point it collapses onto
+    the curve."""
+    by = list(by)
+    schema = {**{k: prepared.schema[k] for k in by if k in prepared.columns}, "grid_log_hp": pl.Float64,
+              "loss_lo": pl.Float64, "loss_hi": pl.Float64, "n": pl.UInt32}
+    if hp not in prepared.columns or "loss" not in prepared.columns or any(k not in prepared.columns for k in by):
+        return pl.DataFrame(schema=schema)
+    cells = [*by, "grid_log_hp"]
+    return (prepared.filter((pl.col("status") == "ok") & pl.col("loss").is_not_null())
+            .with_columns(grid_value(pl.col(hp)).alias("grid_log_hp"))
+            .filter(pl.col("grid_log_hp").is_finite())
+            .group_by(cells).agg(pl.col("loss").min().alias("loss_lo"), pl.col("loss").max().alias("loss_hi"),
+                                 pl.len().alias("n"))
+            .sort(cells).cast(schema))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -16,17 +16,23 @@ rows that share every other slice column form a *group*; within it ln(opt) is re
 
 Only usable optima (quadratic vertex, no edge or conditioning flag) enter the slope fit; excluded scales are listed
 with the reason.
+
+Of scipy this module imports only scipy.special at load time (t and normal quantiles: ``stdtrit``/``ndtri``, what
+scipy.stats' ``t.ppf``/``norm.ppf`` evaluate) and computes the Akima curve itself (``_interp``, the same arithmetic
+as scipy.interpolate.Akima1DInterpolator): scipy.stats and scipy.interpolate would add ~0.5 s to the first page of
+every dashboard process, which runs these functions on every Transfer page. scipy.optimize (the R(∞) fit) is
+imported where it is used.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-from scipy import interpolate, optimize, stats
+from scipy import special
 
 from analysis.optimum import EDGE_FLAGS
 from trainer import schema as S
@@ -53,8 +59,9 @@ class LinearFit:
     resid: np.ndarray
 
     def quantile(self, level: float) -> float:
+        """Two-sided ``level`` quantile: t with ``dof`` (scipy.stats.t.ppf), normal when dof is 0."""
         p = 0.5 + level / 2
-        return float(stats.t.ppf(p, self.dof)) if self.dof > 0 else float(stats.norm.ppf(p))
+        return float(special.stdtrit(self.dof, p)) if self.dof > 0 else float(special.ndtri(p))
 
     def ci(self, k: int, level: float) -> tuple[float, float]:
         half = self.quantile(level) * math.sqrt(max(self.cov[k, k], 0.0))
@@ -315,11 +322,43 @@ def _curve(row: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(row["grid_log_hp"], float), np.asarray(row["grid_loss"], float)
 
 
-def _interp(xs: np.ndarray, ys: np.ndarray) -> interpolate.Akima1DInterpolator | None:
-    """Akima in ln hp (Porian, §6.2 item 3): follows asymmetric basins, never overshoots between points."""
+def _interp(xs: np.ndarray, ys: np.ndarray) -> Callable[[np.ndarray | float], np.ndarray] | None:
+    """Akima in ln hp (Porian, §6.2 item 3): follows asymmetric basins, never overshoots between points; a straight
+    line through 2 points; None for fewer. The returned function takes values within [xs[0], xs[-1]].
+
+    The arithmetic of scipy.interpolate.Akima1DInterpolator (method "akima") and, for 2 points, interp1d, operation
+    for operation (tests/analysis compare both on random and real curves); written out so that the dashboard does
+    not import scipy.interpolate (module docstring)."""
     if len(xs) < 2:
         return None
-    return interpolate.Akima1DInterpolator(xs, ys) if len(xs) >= 3 else interpolate.interp1d(xs, ys)
+    dx = np.diff(xs)
+    slope = np.diff(ys) / dx
+    if len(xs) == 2:
+        return lambda x: slope[0] * (np.asarray(x, float) - xs[0]) + ys[0]
+    m = np.empty(len(xs) + 3)  # interval slopes, extended by two on each side
+    m[2:-2] = slope
+    m[1] = 2.0 * m[2] - m[3]
+    m[0] = 2.0 * m[1] - m[2]
+    m[-2] = 2.0 * m[-3] - m[-4]
+    m[-1] = 2.0 * m[-2] - m[-3]
+    t = 0.5 * (m[3:] + m[:-3])  # the derivative where Akima's weights are both ~0 (m1 == m2 != m3 == m4)
+    dm = np.abs(np.diff(m))
+    f1, f2 = dm[2:], dm[:-2]
+    f12 = f1 + f2
+    ind = np.nonzero(f12 > 1e-9 * np.max(f12))[0]
+    t[ind] = m[ind + 1] + (f2[ind] / f12[ind]) * (m[ind + 2] - m[ind + 1])
+    # cubic Hermite pieces in powers of s = x − xs[i]: c0·s³ + c1·s² + c2·s + c3
+    k = (t[:-1] + t[1:] - 2 * slope) / dx
+    c0, c1, c2, c3 = k / dx, (slope - t[:-1]) / dx - k, t[:-1], ys[:-1]
+
+    def f(x: np.ndarray | float) -> np.ndarray:
+        x = np.asarray(x, float)
+        i = np.clip(np.searchsorted(xs, x, side="right") - 1, 0, len(xs) - 2)
+        s = x - xs[i]
+        s2 = s * s
+        return c3[i] + c2[i] * s + c1[i] * s2 + c0[i] * (s2 * s)
+
+    return f
 
 
 def loss_at(row: dict, log_hp: float) -> float:
@@ -415,6 +454,8 @@ def asymptotic_penalty(opt: pl.DataFrame, axis: str, param: str, ref: str = "mup
     s = np.array(list(R))
     r = np.array(list(R.values()))
     s_n = s / s.min()  # fit in units of the smallest scale for conditioning
+    from scipy import optimize  # here, not at the top: only this fit needs it (module docstring)
+
     try:
         popt, pcov = optimize.curve_fit(lambda x, rinf, A, g: rinf + A * x ** (-g), s_n, r,
                                         p0=[r[-1], r[0] - r[-1], 0.5], bounds=([-np.inf, -np.inf, 1e-6],

@@ -1,6 +1,5 @@
-"""Altair chart builders. They draw numbers the analysis computed (curves, optima, intervals, fits) and raw run
-losses; the only summary of runs, the min–max band over seed replicates, comes ready from transfer_view.build, so
-no chart transforms its data in the browser.
+"""Altair chart builders. They draw numbers the analysis computed (curves, seed bands, optima, intervals, fits) and
+raw run losses, so no chart transforms its data in the browser.
 
 Conventions: hyperparameters and scales on log2 axes, labelled ``2^k`` for hyperparameters; loss axes never start
 at zero (a transfer plot is about differences of a few per cent); one colour per scale on an ordered (viridis)
@@ -37,10 +36,10 @@ def transfer_chart(curves: pl.DataFrame, band: pl.DataFrame, points: pl.DataFram
                    pick: str = PICK, height: int = 360, legend: bool = True) -> alt.LayerChart:
     """Loss against the hyperparameter, one line per scale.
 
-    ``curves``: scale, hp, loss (the analysis' mean per grid value); ``band``: scale, hp, lo, hi (min–max over the
-    seeds of each cell); ``points``: scale, hp, loss, run_id, run_name, seed (ok runs: every one, or one per
-    cell); ``optima``: scale, opt, loss, lo, hi, method (markers with 95 % interval whiskers); ``diverged``: scale,
-    hp, run_id, run_name, reason."""
+    ``curves``: scale, hp, loss (the analysis' mean per grid value); ``band``: scale, hp, lo, hi (lowest and
+    highest loss over the seeds of each cell, analysis.optimum.loss_band); ``points``: scale, hp, loss, run_id,
+    run_name, seed (ok runs: every one, or one per cell); ``optima``: scale, opt, loss, lo, hi, method (markers
+    with 95 % interval whiskers); ``diverged``: scale, hp, run_id, run_name, reason."""
     scales = sorted(set(curves["scale"].to_list()) | set(diverged["scale"].to_list())) if curves.height or \
         diverged.height else []
     color = _scale_color(axis, scales, legend)

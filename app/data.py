@@ -25,7 +25,14 @@ import polars as pl
 import streamlit as st
 
 from analysis.classify import default_objective, prepare_runs
-from analysis.load import default_tracking_uri, list_experiments, load_history, load_runs, store_signature
+from analysis.load import (
+    default_tracking_uri,
+    latest_experiment,
+    list_experiments,
+    load_history,
+    load_runs,
+    store_signature,
+)
 from analysis.optimum import optimum_table
 from analysis.recommend import recommend
 from analysis.summary import SUMMARY_SCHEMA, sweep_table
@@ -68,15 +75,17 @@ def _experiments(uri: str, sig: str) -> list[str]:
 
 
 def default_experiment(uri: str) -> str | None:
-    """The experiment whose training runs started last: what someone opening the dashboard most likely wants."""
+    """The experiment whose training runs started last (analysis.load.latest_experiment: one query on a SQLite
+    store): what someone opening the dashboard most likely wants; None when the store cannot say."""
     try:
-        df = runs(uri, None)
+        return _default_experiment(uri, signature(uri))
     except Exception:  # the picker still works without a default; its own call reports the error
         return None
-    df = df.filter(~is_coord(df)) if df.height else df
-    if df.is_empty() or "start_time" not in df.columns:
-        return None
-    return df.sort("start_time", descending=True, nulls_last=True)["experiment"][0]
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _default_experiment(uri: str, sig: str) -> str | None:
+    return latest_experiment(uri)
 
 
 def runs(uri: str, experiment: str | None = None) -> pl.DataFrame:
@@ -184,6 +193,31 @@ def _fmt_value(value: Any) -> str:
     if isinstance(value, float) and math.isfinite(value):
         return f"{value:g}"
     return str(value)
+
+
+def group_order(group: dict, keys: Sequence[str]) -> tuple:
+    """Sort key of an axis group by its values at ``keys``: numbers by value (depth=2 before depth=16, which the
+    labels' text order reverses), then text, then missing values."""
+    out: list[tuple[int, float | str]] = []
+    for key in keys:
+        value = group.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append((0, float(value)))
+        else:
+            out.append((1, str(value)) if value is not None else (2, ""))
+    return tuple(out)
+
+
+def as_text(df: pl.DataFrame, col: str) -> pl.Expr:
+    """``col`` of ``df`` as text for tooltips, whole numbers without ``.0`` (load_runs reads numeric params as
+    Float64, so seed 3 would read ``3.0``); an empty string where the column is absent, null where the value is."""
+    if col not in df.columns:
+        return pl.lit("")
+    value = pl.col(col)
+    if not df.schema[col].is_float():
+        return value.cast(pl.Utf8)
+    whole = value.is_finite() & (value.abs() < 2.0 ** 53) & (value == value.round(0))
+    return pl.when(whole).then(value.cast(pl.Int64, strict=False).cast(pl.Utf8)).otherwise(value.cast(pl.Utf8))
 
 
 def group_rows(opt: pl.DataFrame, group: dict, axis: str) -> pl.DataFrame:

@@ -1,6 +1,6 @@
 """Turning one axis group's analysis results (AxisTransfer + optimum-table rows + runs) into chart frames and
 sentences; shared by the Transfer and Compare pages. Only unit changes (ln hp → hp), formatting and the choice of
-which runs to draw happen here; the one summary of runs, the min–max seed band, is what the chart always drew.
+which runs to draw happen here; the seed band comes from analysis.optimum.loss_band.
 
 ``transfer_panel`` and ``compare_panel`` build everything a page draws for its groups (frames, Vega-Lite specs,
 table, sentences) once per set of cached analysis objects, so a rerun that changes nothing about the groups (a
@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 import streamlit as st
 
+from analysis.optimum import loss_band
 from analysis.transfer import AxisTransfer
 from app import charts, data
 from trainer import schema as S
@@ -58,15 +59,15 @@ def pow2(value: float | None) -> str:
 
 
 def build(result: AxisTransfer, opt: pl.DataFrame, prep: pl.DataFrame, *, every_run: bool = True) -> GroupView:
-    """Chart frames for one axis group: mean curves and optima from the optimum table, the seed band, run points
-    and diverged markers from the classified runs, per-scale optima and the fitted law's prediction band.
+    """Chart frames for one axis group: mean curves and optima from the optimum table, the seed band
+    (analysis.optimum.loss_band: lowest to highest loss per grid value and scale), run points and diverged markers
+    from the classified runs, per-scale optima and the fitted law's prediction band.
 
-    Runs are drawn, not summarised into new numbers: the band is the min and max loss of the seeds of each
-    (scale, hp) cell (what the chart always drew), and with ``every_run=False`` the dots are one run per cell,
-    the one with the median loss (the lower middle for an even count). Why: at 10k runs a group has ~1000 ok runs
-    whose dots stack on ~100 cells, and Vega's per-dot work is a sizeable part of the page's draw time. Diverged
-    runs are always one triangle per cell: they sit at the same spot on the top edge, so only the top one was
-    ever visible or hoverable."""
+    With ``every_run=False`` the dots are one run per (scale, hp) cell, the one with the median loss (the lower
+    middle for an even count): a choice of which runs to draw, not a new number. Why: at 10k runs a group has ~1000
+    ok runs whose dots stack on ~100 cells, and Vega's per-dot work is a sizeable part of the page's draw time.
+    Diverged runs are always one triangle per cell: they sit at the same spot on the top edge, so only the top one
+    was ever visible or hoverable."""
     axis, hp = result.axis, result.hp
     col = f"scale.{axis}"
     rows = data.group_rows(opt, result.group, axis)
@@ -74,12 +75,12 @@ def build(result: AxisTransfer, opt: pl.DataFrame, prep: pl.DataFrame, *, every_
     curves = (rows.select(pl.col(col).alias("scale"), pl.col("grid_log_hp").alias("x"),
                           pl.col("grid_loss").alias("loss"))
               .explode("x", "loss").drop_nulls("x").with_columns(pl.col("x").exp().alias("hp")).drop("x"))
-    seed = pl.col(S.P_SEED).cast(pl.Utf8) if S.P_SEED in runs.columns else pl.lit("")
     cell = ["scale", "hp"]
     points = runs.filter(pl.col("status") == "ok").select(
         pl.col(col).alias("scale"), pl.col(hp).cast(pl.Float64).alias("hp"), pl.col("loss"), pl.col("run_id"),
-        pl.col("run_name").fill_null(""), seed.alias("seed"))
-    band = points.group_by(cell).agg(pl.col("loss").min().alias("lo"), pl.col("loss").max().alias("hi")).sort(cell)
+        pl.col("run_name").fill_null(""), data.as_text(runs, S.P_SEED).alias("seed"))
+    band = loss_band(runs, hp, [col]).select(pl.col(col).alias("scale"), pl.col("grid_log_hp").exp().alias("hp"),
+                                             pl.col("loss_lo").alias("lo"), pl.col("loss_hi").alias("hi"))
     if not every_run:
         points = (points.sort("loss", "run_id").group_by(cell, maintain_order=True)
                   .agg(pl.all().get((pl.len() - 1) // 2)))

@@ -33,7 +33,8 @@ results = common.guarded(f"fit the optimum of {hp} along {axis}", data.transfers
 if not results:
     common.stop(common.md(f"No group of runs has two or more {axis} values for {hp}."))
 others = [k for k in differing_keys(results) if k != S.P_PARAMETERIZATION]
-labels = sorted({data.group_label({k: r.group.get(k) for k in others}) for r in results})
+order = {data.group_label({k: r.group.get(k) for k in others}): data.group_order(r.group, others) for r in results}
+labels = sorted(order, key=order.__getitem__)
 if len(labels) > 1:
     label, _ = state.url_select("Fixed settings", labels, "group")
 else:

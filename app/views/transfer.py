@@ -40,6 +40,7 @@ params = sorted({str(r.group.get(S.P_PARAMETERIZATION)) for r in results})
 param, _ = state.url_select("Parameterization", params, "param", container=c_param)
 mine = [r for r in results if str(r.group.get(S.P_PARAMETERIZATION)) == param]
 keys = differing_keys(mine)
+mine.sort(key=lambda r: data.group_order(r.group, keys))  # by value: depth=2 before depth=16
 if len(mine) > 1:
     labels = [data.group_label({k: r.group.get(k) for k in keys}) for r in mine]
     label, _ = state.url_select("Fixed settings", labels, "group")

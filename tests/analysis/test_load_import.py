@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from analysis.importers import MappingError, import_long_table, write_to_mlflow
-from analysis.load import _load_via_api, clear_cache, load_history, load_runs
+from analysis.load import _latest_via_api, _load_via_api, clear_cache, latest_experiment, load_history, load_runs
 from tests.analysis.conftest import MUP_CSV, MUP_MAPPING
 from trainer import schema as S
 
@@ -85,6 +85,30 @@ def test_unknown_and_empty_experiments(store):
     assert empty.is_empty() and "run_id" in empty.columns
     with pytest.raises(FileNotFoundError):
         load_runs("sqlite:////nonexistent/dir/mlflow.db")
+
+
+def test_latest_experiment_is_one_query_and_agrees_with_the_run_table(tmp_path):
+    """The experiment of the run that started last, skipping coordinate checks, deleted runs and deleted
+    experiments; the SQLite query, the MLflow-API path and the full run table agree."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    assert latest_experiment(uri) is None and _latest_via_api(uri) is None  # no runs at all
+    ids = {name: client.create_experiment(name) for name in ("old", "new", "coord", "gone", "dropped")}
+    for name, start, tags in (("old", 1000, {S.T_RUN_KIND: S.RUN_KIND_TRAIN}), ("new", 2000, {}),
+                              ("coord", 3000, {S.T_RUN_KIND: S.RUN_KIND_COORD}),
+                              ("gone", 4000, {}), ("dropped", 5000, {})):
+        run = client.create_run(ids[name], start_time=start, tags=tags)
+        if name == "gone":
+            client.delete_run(run.info.run_id)
+    client.delete_experiment(ids["dropped"])
+    assert latest_experiment(uri) == _latest_via_api(uri) == "new"
+    runs = load_runs(uri, use_cache=False)
+    runs = runs.filter(pl.col(S.T_RUN_KIND).fill_null("") != S.RUN_KIND_COORD)
+    assert runs.sort("start_time", descending=True)["experiment"][0] == "new"  # what the dashboard did before
+    client.create_run(ids["old"], start_time=6000)
+    assert latest_experiment(uri) == _latest_via_api(uri) == "old"
 
 
 def test_history_on_demand(store):

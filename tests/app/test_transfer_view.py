@@ -59,14 +59,17 @@ def test_one_dot_per_point_is_a_real_run_and_keeps_every_point(group: Group) -> 
     assert mine.height == one.points.height
     for col in ("scale", "hp", "loss", "run_name", "seed"):
         assert (mine[col] == mine[f"{col}_run"]).all(), col
+    assert set(runs["seed"]) == {"0", "1"}  # the seed as the integer it is (the param table holds 0.0 and 1.0)
     ranked = runs.with_columns(pl.col("loss").rank("ordinal").over(CELL).alias("rank"),
                                pl.len().over(CELL).alias("n")).join(one.points.select("run_id"), on="run_id")
     assert (ranked["rank"] == (ranked["n"] + 1) // 2).all()
 
-    # the band still spans every run of a point, whichever dots are drawn
+    # the band (analysis.optimum.loss_band) still spans every run of a point, whichever dots are drawn; its hp is the
+    # grid value of the mean curve (ln hp rounded to 1e-6), so it matches the runs' hp to that precision
     band = runs.group_by(CELL).agg(pl.col("loss").min().alias("lo"), pl.col("loss").max().alias("hi")).sort(CELL)
-    assert_frame_equal(one.band, band)
-    assert_frame_equal(every.band, band)
+    assert_frame_equal(one.band, band, check_exact=False, rel_tol=1e-6)
+    assert_frame_equal(every.band, band, check_exact=False, rel_tol=1e-6)
+    assert one.band.select("scale", "hp").equals(one.curves.select("scale", "hp").sort(CELL))
 
     # diverged runs: one triangle per point, each a real diverged run, no point left out
     div = data.group_runs(prep, result.group, "width").filter(pl.col("status") == "diverged")
@@ -132,6 +135,30 @@ def test_experiment_in_the_url_skips_the_default_lookup(stores: Stores, monkeypa
     assert calls == []  # the default (a load of every run in the store) is not needed
     at = open_page(monkeypatch, stores.main, "transfer")
     assert calls and at.selectbox(key="exp").value == "mup-demo"
+
+
+def test_default_experiment_is_the_latest_training_run(stores: Stores) -> None:
+    raw = data.runs(stores.main, None)  # what the page loaded for this before: every run of the store
+    latest = raw.filter(~data.is_coord(raw)).sort("start_time", descending=True)["experiment"][0]
+    assert data.default_experiment(stores.main) == latest
+    assert data.default_experiment("sqlite:////nonexistent/mlflow.db") is None
+
+
+def test_fixed_settings_sort_by_value(seeded: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for page, query in (("compare", {}), ("transfer", {"param": "mup"})):
+        at = open_page(monkeypatch, seeded, page, exp=SEEDED_EXPERIMENT, axis="width", **query)
+        box = at.selectbox(key="group")
+        assert box.options == ["depth=2", "depth=4", "depth=8", "depth=16"] and box.value == "depth=2", page
+    groups = [{"d": 16.0}, {"d": None}, {"d": "x"}, {"d": 2.0}]
+    assert sorted(groups, key=lambda g: data.group_order(g, ["d"])) == [{"d": 2.0}, {"d": 16.0}, {"d": "x"},
+                                                                         {"d": None}]
+
+
+def test_seeds_and_other_whole_numbers_read_as_integers() -> None:
+    df = pl.DataFrame({"f": [3.0, 2.5, None, -0.0], "s": ["a", None, "3.0", "b"]})
+    assert df.select(data.as_text(df, "f"))["f"].to_list() == ["3", "2.5", None, "0"]
+    assert df.select(data.as_text(df, "s"))["s"].to_list() == ["a", None, "3.0", "b"]  # text stays as written
+    assert df.select(data.as_text(df, "absent").alias("x"))["x"].to_list() == [""]
 
 
 def test_store_shown_as_text_not_code(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
