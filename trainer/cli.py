@@ -103,7 +103,7 @@ def cmd_coord_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainer import sweep, tracking
+    from trainer import compact, sweep, tracking
 
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-jsonl", help="import JSONL run logs (e.g. from a GPU box) into MLflow")
     tracking.add_import_arguments(p)
     p.set_defaults(func=tracking.cli_import_jsonl)
+
+    p = sub.add_parser("compact-store", help="thin metric histories of a SQLite store for shipping, then VACUUM")
+    compact.add_compact_arguments(p)
+    p.set_defaults(func=compact.cli_compact)
     return parser
 
 
