@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY=.venv/bin/python
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(coord width depth batch experts per-module readout mup-demo)
+[ ${#parts[@]} -eq 0 ] && parts=(coord width depth batch experts per-module readout mup-demo compact)
 for part in "${parts[@]}"; do
   case "$part" in
     coord)
@@ -20,7 +20,8 @@ for part in "${parts[@]}"; do
         --param mup,completep --steps 10 --lr 0.01 --experiment coord-check ;;
     width) $PY -m trainer sweep sweeps/width.yaml ${SWEEP_FLAGS:-} ;;
     depth) $PY -m trainer sweep sweeps/depth_mup.yaml ${SWEEP_FLAGS:-}
-           $PY -m trainer sweep sweeps/depth_completep.yaml ${SWEEP_FLAGS:-} ;;
+           $PY -m trainer sweep sweeps/depth_completep.yaml ${SWEEP_FLAGS:-}
+           $PY -m trainer sweep sweeps/depth_completep_alpha05.yaml ${SWEEP_FLAGS:-} ;;
     batch) $PY -m trainer sweep sweeps/batch_duration.yaml ${SWEEP_FLAGS:-} ;;
     experts) $PY -m trainer sweep sweeps/experts.yaml ${SWEEP_FLAGS:-} ;;
     per-module) $PY -m trainer sweep sweeps/per_module.yaml ${SWEEP_FLAGS:-} ;;
@@ -28,6 +29,7 @@ for part in "${parts[@]}"; do
     mup-demo)
       $PY -m analysis import tests/data/mup_demo_mlp/mup_demo_mlp_cifar10_lr_sweep.csv \
         --mapping tests/data/mup_demo_mlp/mapping.yaml --experiment mup-demo-cifar10 --replace ;;
-    *) echo "unknown part $part (coord width depth batch experts per-module readout mup-demo)" >&2; exit 2 ;;
+    compact) $PY -m trainer compact-store --max-points 20 ;;  # thinned histories: the store stays ~50 MB
+    *) echo "unknown part $part (coord width depth batch experts per-module readout mup-demo compact)" >&2; exit 2 ;;
   esac
 done
