@@ -8,7 +8,6 @@ import math
 from collections import defaultdict
 
 import polars as pl
-import pytest
 
 from analysis.classify import prepare_runs, slice_columns
 from analysis.load import default_tracking_uri, list_experiments, load_runs
@@ -51,8 +50,7 @@ def test_one_run_per_point_collapses_onto_the_mean_curve(mup_sweep) -> None:  # 
 
 def test_our_trainers_seeds_span_the_band() -> None:
     uri = default_tracking_uri()
-    if "width" not in list_experiments(uri):
-        pytest.skip("the shipped store has no width sweep")
+    assert "width" in list_experiments(uri), "the shipped store has no width sweep"
     runs = load_runs(uri, "width")
     prepared = prepare_runs(runs.filter(pl.col(S.T_RUN_KIND) == S.RUN_KIND_TRAIN))
     band, _ = check_against_table(prepared, S.P_LR)
