@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,12 +85,12 @@ def cli_compact(args: argparse.Namespace) -> int:
     uri = tracking.resolve_tracking_uri(args.tracking_uri)
     path = tracking.sqlite_path(uri)
     if path is None:
-        print(f"error: compact-store works on SQLite stores only, not {uri}", flush=True)
+        print(f"error: compact-store works on SQLite stores only, not {uri}", file=sys.stderr)
         return 2
     try:
         r = compact_store(path, args.max_points)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{path}: metric rows {r.rows_before} -> {r.rows_after}, "
           f"{r.bytes_before / 1e6:.1f} MB -> {r.bytes_after / 1e6:.1f} MB")

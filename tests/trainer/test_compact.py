@@ -45,6 +45,6 @@ def test_thinning_keeps_first_last_and_summaries(store_uri: str) -> None:
 
 def test_cli_refuses_what_it_cannot_compact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compact-store", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"]) == 2
-    assert "no SQLite store" in capsys.readouterr().out
+    assert "no SQLite store" in capsys.readouterr().err
     with pytest.raises(ValueError, match="at least 2"):
         compact.compact_store(tmp_path, max_points=1)
