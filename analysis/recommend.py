@@ -28,7 +28,7 @@ import polars as pl
 from analysis.classify import hp_columns
 from analysis.optimum import optimum_table
 from analysis.scaling_law import fit_lr_law
-from analysis.transfer import AxisTransfer, axis_transfer
+from analysis.transfer import DEFAULT_TAU, AxisTransfer, axis_transfer
 from trainer import schema as S
 from trainer.config import typed_flat
 
@@ -58,7 +58,7 @@ def _finite(v: Any) -> Any:
 
 
 def recommend(prepared: pl.DataFrame, target: Mapping[str, float], param: str | None = None, *,
-              hps: Sequence[str] | None = None, tau: float = 0.005, objective: str | None = None,
+              hps: Sequence[str] | None = None, tau: float = DEFAULT_TAU, objective: str | None = None,
               wide_log_sd: float = math.log(2) / 2, n_boot: int = 500, source: Mapping[str, Any] | None = None
               ) -> dict[str, Any]:
     """The recommendation document (validated against the JSON Schema) for ``target`` = {axis: value}.

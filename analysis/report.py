@@ -19,6 +19,7 @@ from analysis.recommend import _finite
 from analysis.scaling_law import ScalingLaw, fit_lr_law
 from analysis.transfer import (
     AXES,
+    DEFAULT_TAU,
     AxisTransfer,
     asymptotic_penalty,
     axis_transfer,
@@ -51,7 +52,7 @@ class Analysis:
 
 
 def analyze(runs: pl.DataFrame, *, objective: str | None = None, hps: Sequence[str] | None = None,
-            tau: float = 0.005, history: pl.DataFrame | None = None, n_boot: int = 1000) -> Analysis:
+            tau: float = DEFAULT_TAU, history: pl.DataFrame | None = None, n_boot: int = 1000) -> Analysis:
     """Run the pipeline on a run table (load_runs or an importer). Bad or insufficient data never raises: it ends
     up in ``problems`` and in the verdict reasons."""
     objective = objective or default_objective(runs)

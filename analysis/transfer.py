@@ -38,6 +38,9 @@ from analysis.optimum import EDGE_FLAGS
 from trainer import schema as S
 
 AXES = tuple(S.AXES)
+# Default tolerable loss penalty τ (relative), the top of the 0.1–0.5 % range of analysis-methods.md §transfer tests
+# (TOST margin and the Δ_s ≤ τ check); the report, the recommendation and the dashboard all start from it.
+DEFAULT_TAU = 0.005
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -220,7 +223,7 @@ def group_columns(opt: pl.DataFrame, axis: str) -> list[str]:
     return [c for c in opt.columns if "." in c and c != f"scale.{axis}"]
 
 
-def axis_transfer(opt: pl.DataFrame, axis: str, *, tau: float = 0.005, target: float | None = None,
+def axis_transfer(opt: pl.DataFrame, axis: str, *, tau: float = DEFAULT_TAU, target: float | None = None,
                   level: float = 0.90) -> list[AxisTransfer]:
     """Transfer analysis along ``axis`` for every group of the optimum table that has ≥ 1 scale on it.
 

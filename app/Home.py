@@ -1,7 +1,8 @@
 """Dashboard entry point: the page router (st.navigation) and the frame shared by every page.
 
-Run with ``./scripts/dashboard.sh`` (= ``streamlit run app/Home.py … -- [--tracking-uri URI]``). The tracking
-store is ``--tracking-uri`` after ``--``, else $MLFLOW_TRACKING_URI, else the shipped ``mlruns/`` store. Pages live
+Run with ``./scripts/dashboard.sh`` (= ``python -m app.launch [--tracking-uri URI]``, which warms the caches and
+then runs ``streamlit run app/Home.py … -- --tracking-uri URI``). The tracking store is ``--tracking-uri`` after
+``--``, else $MLFLOW_TRACKING_URI, else the shipped ``mlruns/`` store. Pages live
 in app/views/ (not app/pages/, which Streamlit would also turn into pages on its own).
 """
 

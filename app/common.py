@@ -27,6 +27,25 @@ def md(text: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
+def table_md(df: pl.DataFrame) -> str:
+    """A small table as Markdown (every cell escaped with ``md``; numbers right-aligned, floats to 4 significant
+    digits, booleans as ✓). Why not ``st.dataframe``: its grid is the heaviest component a page can load, ~0.5 s of a
+    first page open in a new browser tab here, which a table of a few rows with nothing to sort does not need."""
+    def cell(value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "✓" if value else ""
+        if isinstance(value, float):
+            return md(f"{value:.4g}")
+        return md(value)
+
+    align = ["---:" if dtype.is_numeric() else ":---" for dtype in df.dtypes]
+    lines = ["| " + " | ".join(md(c) for c in df.columns) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.iter_rows()]
+    return "\n".join(lines)
+
+
 def stop(message: str, kind: str = "info") -> NoReturn:
     """Show a helpful message instead of the rest of the page (empty store, no runs, missing metric …)."""
     getattr(st, kind)(message)
@@ -88,7 +107,7 @@ def every_run(rows: Sequence[pl.DataFrame], container: Any) -> tuple[bool, str]:
         return True, "dots are runs"
     n_ok = sum(int(r["n_runs"].sum()) for r in rows)
     with container:
-        every = state.url_checkbox("Every run as a dot", "every_run", default=n_ok <= tv.EVERY_RUN_MAX)
+        every = state.url_checkbox("Every run as a dot", "every_run", default=tv.every_run_default(list(rows)))
     if every:
         return True, f"dots are runs (all {n_ok})"
     return False, (f"one dot per point: its median-loss run of up to {seeds} (tick 'Every run as a dot' for all "

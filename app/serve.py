@@ -27,11 +27,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_dashboard(uri: str, port: int, log: Path) -> subprocess.Popen:
-    """The dashboard on 127.0.0.1:port over ``uri`` (the flag wins over any MLFLOW_TRACKING_URI)."""
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "Home.py"), "--server.address", "127.0.0.1",
+def start_dashboard(uri: str, port: int, log: Path, *, warm_up: bool = True) -> subprocess.Popen:
+    """The dashboard on 127.0.0.1:port over ``uri`` (the flag wins over any MLFLOW_TRACKING_URI), started by
+    app.launch like scripts/dashboard.sh; ``warm_up=False`` passes ``--no-warm-up``."""
+    cmd = [sys.executable, "-m", "app.launch", "--tracking-uri", uri, "--server.address", "127.0.0.1",
            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--", "--tracking-uri", uri]
+           *([] if warm_up else ["--no-warm-up"])]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)

@@ -19,7 +19,7 @@ import polars as pl
 import streamlit as st
 
 from analysis.optimum import loss_band
-from analysis.transfer import AxisTransfer
+from analysis.transfer import AxisTransfer, differing_keys
 from app import charts, data
 from trainer import schema as S
 
@@ -48,6 +48,27 @@ def replicated(rows: pl.DataFrame) -> int:
     cells hold several seeds and one dot per cell draws fewer dots than runs."""
     counts = rows["grid_n"].explode().drop_nulls() if "grid_n" in rows.columns and rows.height else []
     return int(counts.max()) if len(counts) else 0
+
+
+def every_run_default(rows: list[pl.DataFrame]) -> bool:
+    """Whether charts of groups with these optimum-table ``rows`` draw every run by default: yes where no grid
+    value holds several runs (one dot per point is then every run) or up to EVERY_RUN_MAX ok runs in all."""
+    if max((replicated(r) for r in rows), default=0) <= 1:
+        return True
+    return sum(int(r["n_runs"].sum()) for r in rows) <= EVERY_RUN_MAX
+
+
+def parameterizations(results: list[AxisTransfer]) -> list[str]:
+    """The parameterizations (param.name) among axis groups, in the order the Transfer page offers them."""
+    return sorted({str(r.group.get(S.P_PARAMETERIZATION)) for r in results})
+
+
+def param_groups(results: list[AxisTransfer], param: str) -> tuple[list[AxisTransfer], list[str]]:
+    """The axis groups of one parameterization ordered by the settings that tell them apart (by value: depth=2
+    before depth=16), and those settings; the first group is what the Transfer page shows by default."""
+    mine = [r for r in results if str(r.group.get(S.P_PARAMETERIZATION)) == param]
+    keys = differing_keys(mine)
+    return sorted(mine, key=lambda r: data.group_order(r.group, keys)), keys
 
 
 def pow2(value: float | None) -> str:
@@ -175,12 +196,6 @@ def scale_table(view: GroupView) -> pl.DataFrame:
                                         f"{pen:.2%}" if pen is not None and math.isfinite(pen) else ""),
         })
     return pl.DataFrame(out)
-
-
-def differing_keys(results: list[AxisTransfer]) -> list[str]:
-    """Group columns whose value differs between the groups (the rest is constant and not worth a label)."""
-    keys = sorted({k for r in results for k in r.group})
-    return [k for k in keys if len({str(r.group.get(k)) for r in results}) > 1]
 
 
 def loss_chart(view: GroupView, **kw: Any) -> alt.LayerChart:

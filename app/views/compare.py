@@ -9,7 +9,7 @@ import polars as pl
 import streamlit as st
 
 from analysis.summary import swept_hps, varied_axes
-from analysis.transfer import best_loss, differing_keys
+from analysis.transfer import DEFAULT_TAU, best_loss, differing_keys
 from app import common, data, state
 from app import transfer_view as tv
 from trainer import schema as S
@@ -27,7 +27,7 @@ hps = swept_hps(prep)
 if not hps:
     common.stop(common.md(f"{exp!r} sweeps no hyperparameter."))
 hp, _ = state.url_select("Hyperparameter", hps, "hp", container=c_hp)
-tau = 0.005
+tau = DEFAULT_TAU
 results = common.guarded(f"fit the optimum of {hp} along {axis}", data.transfers, uri, exp, objective, hp, axis,
                          tau)
 if not results:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis.summary import swept_hps, varied_axes
-from analysis.transfer import differing_keys
+from analysis.transfer import DEFAULT_TAU
 from app import common, data, state
 from app import transfer_view as tv
 from trainer import schema as S
@@ -30,17 +30,14 @@ if not hps:
     common.stop(common.md(f"{exp!r} sweeps no hyperparameter (hp.lr or a mult.* multiplier)."))
 hp, _ = state.url_select("Hyperparameter", hps, "hp", container=c_hp)
 with st.expander("Settings"):
-    tau = state.url_number("Tolerable loss penalty τ (relative)", "tau", default=0.005, min_value=1e-6,
+    tau = state.url_number("Tolerable loss penalty τ (relative)", "tau", default=DEFAULT_TAU, min_value=1e-6,
                            help="the transfer margin: a drift that costs less than this is 'holds'")
 results = common.guarded(f"fit the optimum of {hp} along {axis}", data.transfers, uri, exp, objective, hp, axis,
                          tau)
 if not results:
     common.stop(common.md(f"No group of runs has two or more {axis} values for {hp}."))
-params = sorted({str(r.group.get(S.P_PARAMETERIZATION)) for r in results})
-param, _ = state.url_select("Parameterization", params, "param", container=c_param)
-mine = [r for r in results if str(r.group.get(S.P_PARAMETERIZATION)) == param]
-keys = differing_keys(mine)
-mine.sort(key=lambda r: data.group_order(r.group, keys))  # by value: depth=2 before depth=16
+param, _ = state.url_select("Parameterization", tv.parameterizations(results), "param", container=c_param)
+mine, keys = tv.param_groups(results, param)
 if len(mine) > 1:
     labels = [data.group_label({k: r.group.get(k) for k in keys}) for r in mine]
     label, _ = state.url_select("Fixed settings", labels, "group")
@@ -65,7 +62,7 @@ with left:
 with right:
     st.caption(f"Optimum against {axis}: hollow = not in the fit; dashed = fitted law, band = 95 % prediction")
     common.chart(panel.optimum_spec)
-st.dataframe(panel.table, hide_index=True)
+st.markdown(common.table_md(panel.table))
 
 picked = common.selected_run_id(event)
 if picked:

@@ -1,7 +1,7 @@
-"""End to end in a real browser: Debian's Chromium driven by Playwright against `streamlit run app/Home.py` on a
-free port. Every page is opened, a widget is changed, a run is selected by clicking its dot, the recommendation JSON
-is downloaded and validated against the schema, and a screenshot of each page is saved (path printed; set
-APP_SCREENSHOTS=DIR to keep them there).
+"""End to end in a real browser: Debian's Chromium driven by Playwright against the dashboard started like
+scripts/dashboard.sh does (`python -m app.launch`, with its warm-up) on a free port. Every page is opened, a widget
+is changed, a run is selected by clicking its dot, the recommendation JSON is downloaded and validated against the
+schema, and a screenshot of each page is saved (path printed; set APP_SCREENSHOTS=DIR to keep them there).
 
 Skips only when /usr/bin/chromium is missing (.ci/run installs it). Never runs `playwright install`.
 """
@@ -25,14 +25,15 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chro
 
 
 @pytest.fixture(scope="module")
-def server(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The dashboard's address and its log file."""
     port = free_port()
     log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
     proc = start_dashboard(stores.main, port, log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)
-        yield url
+        yield url, log
     finally:
         proc.terminate()
         try:
@@ -57,9 +58,10 @@ def settle(page, timeout_ms: int = 60_000) -> None:  # noqa: ANN001 - playwright
     assert page.locator("[data-testid='stException']").count() == 0, page.inner_text("body")[:2000]
 
 
-def test_pages_in_chromium(server: str, tmp_path: Path) -> None:
+def test_pages_in_chromium(server: tuple[str, Path], stores: Stores, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
+    url, log = server
     shots = Path(os.environ.get("APP_SCREENSHOTS", tmp_path / "screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
@@ -68,13 +70,13 @@ def test_pages_in_chromium(server: str, tmp_path: Path) -> None:
         for path, expect in (("", "Tune a small proxy"), ("sweeps", "of 7 sweeps"),
                              ("compare?exp=mup-demo", "per parameterization (shared axes)"),
                              ("runs?exp=mup-demo", "of 240 runs"), ("coord-check", "growth_exponent")):
-            page.goto(f"{server}/{path}")
+            page.goto(f"{url}/{path}")
             settle(page)
             page.get_by_text(expect).first.wait_for(timeout=30_000)
             page.screenshot(path=str(shots / f"{path.split('?')[0] or 'overview'}.png"), full_page=True)
 
         # Transfer: the URL chooses the view, a widget changes it, and the URL follows.
-        page.goto(f"{server}/transfer?exp=mup-demo&param=mup")
+        page.goto(f"{url}/transfer?exp=mup-demo&param=mup")
         settle(page)
         page.wait_for_selector(".vega-embed", timeout=30_000)
         assert page.get_by_text("inconclusive: drift +0.168").count() == 1
@@ -99,7 +101,7 @@ def test_pages_in_chromium(server: str, tmp_path: Path) -> None:
         page.get_by_role("heading", name="Run ").first.wait_for(timeout=30_000)
 
         # Export: change the target, download the JSON, validate it against the schema.
-        page.goto(f"{server}/export?exp=mup-demo&param=mup")
+        page.goto(f"{url}/export?exp=mup-demo&param=mup")
         settle(page)
         box = page.get_by_label("width (tested 256–8192)")
         box.fill("32768")
@@ -114,3 +116,5 @@ def test_pages_in_chromium(server: str, tmp_path: Path) -> None:
         page.screenshot(path=str(shots / "export.png"), full_page=True)
         browser.close()
     print(f"screenshots in {shots}")
+    # started as scripts/dashboard.sh starts it: the warm-up ran in the server process and finished
+    assert f"dashboard warm-up of {stores.main} done" in log.read_text()

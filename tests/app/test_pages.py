@@ -61,12 +61,27 @@ def test_transfer_verdicts_and_widgets(stores: Stores, monkeypatch: pytest.Monke
     assert at.selectbox(key="param").value == "mup"
     assert any(unescape(t).startswith("inconclusive: drift +0.168") for t in texts(at, "warning"))
     assert len(at.get("vega_lite_chart")) == 2  # transfer plot and optimum-vs-scale plot
+    table = [str(m.value) for m in at.markdown if str(m.value).startswith("| width |")]
+    assert len(table) == 1 and len(table[0].splitlines()) == 2 + 6  # header, alignment, one row per width
+    assert "| 8192 |" in table[0] and "| quadratic |" in table[0]
     at.selectbox(key="param").set_value("sp").run()
     assert not at.exception
     verdict = unescape(texts(at, "error")[0])
     assert verdict.startswith("fails: drift -0.700") and "diverges at a larger scale" in verdict
     assert any("grid edge (low) at width 8192" in unescape(t) for t in texts(at, "warning"))
     assert at.query_params["param"] == "sp"
+
+
+def test_markdown_tables_escape_every_cell() -> None:
+    import polars as pl
+
+    from app.common import table_md
+
+    df = pl.DataFrame({"name": [EVIL_NAME, "a|b"], "lr": [0.001234567, None], "ok": [True, False]})
+    lines = table_md(df).splitlines()
+    assert lines[:2] == ["| name | lr | ok |", "|:---|---:|:---|"]
+    assert lines[2].endswith("| 0.001235 | ✓ |") and "\\<img" in lines[2] and "\\[click\\]" in lines[2]
+    assert lines[3] == "| a\\|b |  |  |"  # a pipe cannot split a cell
 
 
 def test_transfer_url_state_and_unknown_experiment(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
