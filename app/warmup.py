@@ -20,6 +20,7 @@ import importlib
 import inspect
 import logging
 import sys
+import threading
 import time
 
 # Imported by the pages on first use; st.dataframe converts polars through narwhals, pyarrow and pandas.
@@ -83,15 +84,27 @@ def warm(uri: str) -> dict[str, float]:
     return times
 
 
+class _NotFrom(logging.Filter):
+    """Drops the records logged from one thread."""
+
+    def __init__(self, thread_name: str) -> None:
+        super().__init__()
+        self.thread_name = thread_name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.threadName != self.thread_name
+
+
 def warm_quietly(uri: str, import_s: float = 0.0) -> None:
     """``warm`` for a background thread: one line on stderr with what it did (``import_s``: what
     ``import_modules`` took before), or why it stopped. It never raises, since the pages report a broken store
     themselves, with the run or file it concerns."""
     t0 = time.perf_counter()
-    # The cached functions' spinners look for a page to draw on; there is none here, and Streamlit logs that per call.
+    # The cached functions' spinners look for a page to draw on; there is none in this thread, and Streamlit logs
+    # that per call. A filter, not a level: Streamlit resets its loggers' levels when its server starts.
     quiet = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
+    only_others = _NotFrom(threading.current_thread().name)
+    quiet.addFilter(only_others)
     try:
         times = warm(uri)
     except Exception as exc:  # the store may be empty, locked or malformed; the page will say which
@@ -99,7 +112,7 @@ def warm_quietly(uri: str, import_s: float = 0.0) -> None:
               f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return
     finally:
-        quiet.setLevel(level)
+        quiet.removeFilter(only_others)
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in {"imports": import_s, **times}.items())
     print(f"dashboard warm-up of {uri} done in {import_s + time.perf_counter() - t0:.1f} s ({stages})",
           file=sys.stderr)
