@@ -204,6 +204,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_throughput.json")
     args = ap.parse_args()
+    if args.log_every > args.steps:
+        ap.error(f"--log-every {args.log_every} > --steps {args.steps}: no throughput interval after the warm-up")
     if args.params == []:
         args.params = ["sp", "mup", "completep"]
     dev = torch.device(args.device)
