@@ -6,7 +6,6 @@ import argparse
 import math
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,7 +59,7 @@ def test_logger_batches_metrics_and_params(store_uri: str) -> None:
     calls.clear()
     for step in range(500):
         logger.log_metrics({"a": step, "b": -step, "c": 0.5, "d": 1.0, "e": 2.0}, step)
-    assert calls == []  # buffered: nothing sent yet
+    assert calls == []  # buffered: a log call does no I/O (its cost is measured by benchmarks/bench_logging.py)
     logger.flush()
     assert [c[0] for c in calls] == [1000, 1000, 500]  # ≤1000 metrics per log_batch call
     assert len(client.get_metric_history(run_id, "a")) == 500
@@ -76,18 +75,6 @@ def test_status_tag_flushes_buffered_metrics_first(store_uri: str) -> None:
     run = client.get_run(run_id)
     assert run.data.metrics[schema.M_TRAIN_LOSS] == 3.0
     assert run.data.tags[schema.T_STATUS] == schema.STATUS_OK
-
-
-def test_logging_overhead_is_negligible(store_uri: str) -> None:
-    """≤1 % of a step: a 5 ms step (fast GPU, tiny model) allows 50 µs per log call; we need far less."""
-    client = tracking.client_for(store_uri)
-    run_id = client.create_run(tracking.ensure_store(store_uri, "exp")).info.run_id
-    logger = tracking.MlflowRunLogger(client, run_id)  # default interval: no flush within this loop
-    metrics = {name: 1.0 for name in schema.HISTORY_METRICS}
-    start = time.perf_counter()
-    for step in range(2000):
-        logger.log_metrics(metrics, step)
-    assert (time.perf_counter() - start) / 2000 < 50e-6
 
 
 def test_run_lifecycle_maps_trainer_status_to_mlflow_status(store_uri: str) -> None:
