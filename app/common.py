@@ -14,6 +14,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
+from analysis.transfer import DEFAULT_TAU
 from app import charts, data, state
 from app import transfer_view as tv
 from trainer import schema as S
@@ -25,6 +26,20 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~$:])")
 def md(text: Any) -> str:
     """Markdown-escaped text: a run named ``[x](javascript:…)`` or ``<img …>`` renders as those characters."""
     return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+# Tolerable loss penalties τ the pages offer: analysis-methods.md's 0.1–0.5 % and the looser margins noisy proxies
+# need (docs/results.md uses 2 %); any other τ comes through the URL (?tau=0.003) or the analysis CLI's --tau.
+TAU_CHOICES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+
+
+def pick_tau(container: Any = None) -> float:
+    """The tolerable loss penalty τ (URL ``?tau=``) as a selectbox of ``TAU_CHOICES``: one click instead of typing a
+    fraction, and no number-input component to load (with its expander, ~0.2 s of a first page open)."""
+    return state.url_select_number("Loss penalty τ", TAU_CHOICES, "tau", default=DEFAULT_TAU,
+                                   format_func=lambda t: f"{t * 100:g} %",
+                                   container=container,
+                                   help="tolerable relative loss penalty: a drift that costs less than this 'holds'")
 
 
 def table_md(df: pl.DataFrame) -> str:

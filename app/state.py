@@ -106,6 +106,26 @@ def url_number(label: str, key: str, *, default: float, min_value: float | None 
     return float(value)
 
 
+def url_select_number(label: str, choices: Sequence[float], key: str, *, default: float,
+                      format_func: Callable[[Any], str] = _as_text, container: Any = None,
+                      help: str | None = None) -> float:
+    """A selectbox over the numbers ``choices`` mirrored to ``?key=…``, where a positive number that the URL or the
+    last choice on another page holds joins the options: a shared link with any value shows that value, while the
+    widget offers the usual ones. A URL value that is not a positive number falls back to ``default``."""
+    extra = []
+    for raw in (st.query_params.get(key), st.session_state.get(_LAST + key)):
+        try:
+            value = float(raw) if raw is not None else math.nan
+        except (TypeError, ValueError):
+            continue
+        if value > 0 and math.isfinite(value):
+            extra.append(value)
+    options = sorted(set(choices) | set(extra))
+    value, _ = url_select(label, options, key, default=default, format_func=format_func, container=container,
+                          help=help)
+    return float(value)
+
+
 def url_slider(label: str, options: Sequence[Any], key: str, *, default: Any, container: Any = None) -> Any:
     """A select_slider over discrete ``options`` mirrored to ``?key=…``."""
     box = container or st

@@ -10,7 +10,6 @@ import streamlit as st
 
 from analysis.recommend import RecommendationError
 from analysis.summary import varied_axes
-from analysis.transfer import DEFAULT_TAU
 from app import common, data, state
 from app import transfer_view as tv
 from trainer import schema as S
@@ -32,7 +31,7 @@ for col, axis in zip(st.columns(len(axes)), axes, strict=True):
     tested = prep[f"scale.{axis}"].drop_nulls()
     target[axis] = state.url_number(f"{axis} (tested {tested.min():g}–{tested.max():g})", f"target_{axis}",
                                     default=float(tested.max()), min_value=1e-12, container=col)
-tau = state.url_number("Tolerable loss penalty τ (relative)", "tau", default=DEFAULT_TAU, min_value=1e-6)
+tau = common.pick_tau()
 try:
     doc = data.recommendation(uri, exp, objective, param, target, tau)
 except RecommendationError as exc:

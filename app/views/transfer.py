@@ -10,14 +10,13 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis.summary import swept_hps, varied_axes
-from analysis.transfer import DEFAULT_TAU
 from app import common, data, state
 from app import transfer_view as tv
 from trainer import schema as S
 
 uri = data.tracking_uri()
 st.title("Transfer")
-c_exp, c_axis, c_hp, c_param, c_obj = st.columns([3, 2, 2, 2, 3])
+c_exp, c_axis, c_hp, c_param, c_obj, c_tau = st.columns([3, 2, 2, 2, 3, 2])
 exp = common.pick_experiment(uri, container=c_exp)
 objective, prep = common.prepared_or_stop(uri, exp, container=c_obj)
 axes = varied_axes(prep)
@@ -29,9 +28,7 @@ hps = swept_hps(prep)
 if not hps:
     common.stop(common.md(f"{exp!r} sweeps no hyperparameter (hp.lr or a mult.* multiplier)."))
 hp, _ = state.url_select("Hyperparameter", hps, "hp", container=c_hp)
-with st.expander("Settings"):
-    tau = state.url_number("Tolerable loss penalty τ (relative)", "tau", default=DEFAULT_TAU, min_value=1e-6,
-                           help="the transfer margin: a drift that costs less than this is 'holds'")
+tau = common.pick_tau(c_tau)
 results = common.guarded(f"fit the optimum of {hp} along {axis}", data.transfers, uri, exp, objective, hp, axis,
                          tau)
 if not results:

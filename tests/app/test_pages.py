@@ -88,8 +88,16 @@ def test_transfer_url_state_and_unknown_experiment(stores: Stores, monkeypatch: 
     at = open_page(monkeypatch, stores.main, "transfer", exp="no-such-experiment")
     assert any("no-such-experiment" in unescape(t) and "not available" in unescape(t) for t in texts(at, "warning"))
     at = open_page(monkeypatch, stores.main, "transfer", exp="mup-demo", param="sp", tau="0.01")
-    assert at.number_input(key="tau").value == pytest.approx(0.01)
+    assert at.selectbox(key="tau").value == pytest.approx(0.01)
     assert "margin ±0.019" in unescape(texts(at, "error")[0])  # a larger τ widens the equivalence margin
+    assert at.selectbox(key="tau").options[:3] == ["0.1 %", "0.2 %", "0.5 %"]
+    at.selectbox(key="tau").set_value(0.05).run()
+    assert at.query_params["tau"] == "0.05" and "margin ±0.042" in unescape(texts(at, "error")[0])
+    at = open_page(monkeypatch, stores.main, "transfer", exp="mup-demo", param="sp", tau="0.003")
+    assert at.selectbox(key="tau").value == pytest.approx(0.003)  # a shared link keeps a τ the list lacks
+    assert "0.3 %" in at.selectbox(key="tau").options
+    at = open_page(monkeypatch, stores.main, "transfer", exp="mup-demo", param="sp", tau="-1")
+    assert at.selectbox(key="tau").value == pytest.approx(0.005)  # not a usable τ: the default
 
 
 def test_compare_table(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
