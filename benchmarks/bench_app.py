@@ -119,11 +119,12 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 def git_commit() -> str:
-    """Short commit of the checkout, with ``+dirty`` when app/ or benchmarks/ differ from it."""
+    """Short commit of the checkout, with ``+dirty`` when app/ or benchmarks/ (results aside) differ from it."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "app", "benchmarks"], cwd=ROOT).returncode
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "app", "benchmarks",
+                                ":(exclude)benchmarks/results"], cwd=ROOT).returncode
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
