@@ -1,7 +1,7 @@
 """Compute, in the dashboard process and before any browser asks, what the first pages will need.
 
 Why: Streamlit runs a page only when a browser session connects, so without this the first visitor pays for
-importing the page's modules (Altair, numpy, scipy.special, pandas for ``st.dataframe``: ~0.7 s), loading the
+importing the page's modules (Altair, numpy, scipy.special, pandas and pyarrow for tables: ~0.7 s), loading the
 runs (~0.5 s at 10k runs) and the optima with their bootstrap (~0.3 s) on top of the browser's own start. ``warm``
 fills the same caches the pages read (app.data's ``st.cache_resource`` functions are process-wide and lock per
 key, so a page that asks while the warm-up is computing waits for that result instead of computing it twice).
@@ -10,8 +10,8 @@ It warms what a user meets first: the Overview/Sweeps summary of every experimen
 (the one whose runs started last) its classified runs, the optimum table of its first swept hyperparameter and the
 transfer fits along every scale axis at the default τ, and the charts of the Transfer page's first view: the page
 exactly as it opens without URL choices.
-Other experiments and choices are computed on first use, as before. ``app.launch`` runs it before the server
-starts serving (in a thread it waits for, up to a cap).
+Other experiments and choices are computed on first use, as before. ``app.launch`` calls ``import_modules`` before
+Streamlit starts and ``warm_quietly`` in a daemon thread beside it.
 """
 
 from __future__ import annotations
