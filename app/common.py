@@ -117,12 +117,11 @@ def every_run(rows: Sequence[pl.DataFrame], container: Any) -> tuple[bool, str]:
     and the words for the chart caption. Shown only where some grid value holds several runs (seeds), since only
     then do one dot per point and every run differ; on by default up to tv.EVERY_RUN_MAX ok runs in all. Returns
     (draw every run, caption words); the counts come from the optimum table (``grid_n``, ``n_runs``)."""
-    seeds = max((tv.replicated(r) for r in rows), default=0)
+    seeds, n_ok = tv.dot_counts(rows)
     if seeds <= 1:
         return True, "dots are runs"
-    n_ok = sum(int(r["n_runs"].sum()) for r in rows)
     with container:
-        every = state.url_checkbox("Every run as a dot", "every_run", default=tv.every_run_default(list(rows)))
+        every = state.url_checkbox("Every run as a dot", "every_run", default=tv.every_run_default(rows))
     if every:
         return True, f"dots are runs (all {n_ok})"
     return False, (f"one dot per point: its median-loss run of up to {seeds} (tick 'Every run as a dot' for all "

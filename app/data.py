@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +25,6 @@ import streamlit as st
 
 from analysis.classify import default_objective, prepare_runs
 from analysis.load import (
-    default_tracking_uri,
     latest_experiment,
     list_experiments,
     load_history,
@@ -38,6 +36,7 @@ from analysis.recommend import recommend
 from analysis.summary import SUMMARY_SCHEMA, sweep_table
 from analysis.transfer import AxisTransfer, asymptotic_penalty, axis_transfer
 from trainer import schema as S
+from trainer.tracking import resolve_tracking_uri
 
 OBJECTIVES = (S.S_FINAL_VAL_LOSS, S.S_FINAL_TRAIN_LOSS, S.S_BEST_VAL_LOSS)
 CONFIG_PREFIXES = ("model.", "param.", "hp.", "optim.", "train.", "data.", "mult.")
@@ -48,7 +47,7 @@ def tracking_uri() -> str:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--tracking-uri", default=None)
     args, _ = parser.parse_known_args(sys.argv[1:])
-    return args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    return resolve_tracking_uri(args.tracking_uri)
 
 
 def signature(uri: str) -> str:

@@ -16,10 +16,11 @@ starts exactly as ``streamlit run app/Home.py`` does, which still works on its o
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 from pathlib import Path
+
+from trainer import tracking
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / "app" / "Home.py"
@@ -28,18 +29,14 @@ HOME = ROOT / "app" / "Home.py"
 def parse(argv: list[str]) -> tuple[str, bool, list[str]]:
     """(tracking URI, warm up?, the arguments left for ``streamlit run``)."""
     ap = argparse.ArgumentParser(prog="python -m app.launch", description=__doc__.split("\n")[0], allow_abbrev=False)
-    ap.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
-                                                          "else the shipped mlruns/ store)")
+    tracking.add_tracking_argument(ap)
     ap.add_argument("--no-warm-up", action="store_true", help="start cold, as `streamlit run app/Home.py`: import "
                                                               "and compute nothing before a page asks")
     # ``streamlit run``'s form, app flags after ``--``, is taken too: only this launcher's flags may follow it.
     cut = argv.index("--") if "--" in argv else len(argv)
     args, rest = ap.parse_known_args(argv[:cut])
     args = ap.parse_args(argv[cut + 1:], namespace=args)
-    from analysis.load import default_tracking_uri
-
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-    return uri, not args.no_warm_up, rest
+    return tracking.resolve_tracking_uri(args.tracking_uri), not args.no_warm_up, rest
 
 
 def main(argv: list[str] | None = None) -> None:

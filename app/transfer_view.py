@@ -10,6 +10,7 @@ new tab, a click on a run, a widget elsewhere) costs no chart building at all.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,12 +51,17 @@ def replicated(rows: pl.DataFrame) -> int:
     return int(counts.max()) if len(counts) else 0
 
 
-def every_run_default(rows: list[pl.DataFrame]) -> bool:
+def dot_counts(rows: Sequence[pl.DataFrame]) -> tuple[int, int]:
+    """(the most ok runs behind one grid value, ok runs in all) of the groups whose optimum-table ``rows`` a chart
+    draws (``grid_n``, ``n_runs``)."""
+    return max((replicated(r) for r in rows), default=0), sum(int(r["n_runs"].sum()) for r in rows)
+
+
+def every_run_default(rows: Sequence[pl.DataFrame]) -> bool:
     """Whether charts of groups with these optimum-table ``rows`` draw every run by default: yes where no grid
     value holds several runs (one dot per point is then every run) or up to EVERY_RUN_MAX ok runs in all."""
-    if max((replicated(r) for r in rows), default=0) <= 1:
-        return True
-    return sum(int(r["n_runs"].sum()) for r in rows) <= EVERY_RUN_MAX
+    seeds, n_ok = dot_counts(rows)
+    return seeds <= 1 or n_ok <= EVERY_RUN_MAX
 
 
 def parameterizations(results: list[AxisTransfer]) -> list[str]:

@@ -16,6 +16,7 @@ Streamlit starts and ``warm_quietly`` in a daemon thread beside it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import logging
@@ -39,10 +40,8 @@ def import_modules() -> float:
     for name in MODULES:
         importlib.import_module(name)
     for name in STREAMLIT_LAZY:
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module(name)
-        except ImportError:
-            pass
     # Streamlit's first element of a process asks env_util.is_repl(), i.e. inspect.stack(), whose first call maps
     # every loaded module to its real path (~0.3 s for ~1,800 modules); later calls reuse inspect's map.
     inspect.stack()
@@ -71,11 +70,10 @@ def warm(uri: str) -> dict[str, float]:
     axes = varied_axes(prep) if hps else []
     if axes:
         opt = data.optima(uri, exp, objective, hps[0])
-        for axis in axes:
-            data.transfers(uri, exp, objective, hps[0], axis, DEFAULT_TAU)
+        fits = [data.transfers(uri, exp, objective, hps[0], axis, DEFAULT_TAU) for axis in axes]
         times[f"experiment {exp!r}"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        results = data.transfers(uri, exp, objective, hps[0], axes[0], DEFAULT_TAU)
+        results = fits[0]
         if results:  # the Transfer page's first view: first parameterization, first group (transfer_view)
             first = tv.param_groups(results, tv.parameterizations(results)[0])[0][0]
             rows = data.group_rows(opt, first.group, axes[0])

@@ -16,7 +16,7 @@ RECOMPUTING = ("load_runs", "prepare_runs", "optimum_table", "axis_transfer")
 
 
 class Recomputed(RuntimeError):
-    pass
+    """What a forbidden analysis step raises in these tests."""
 
 
 def forbid_recomputing(monkeypatch: pytest.MonkeyPatch) -> None:
