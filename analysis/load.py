@@ -33,6 +33,7 @@ from urllib.parse import unquote
 import polars as pl
 
 from trainer import schema as S
+from trainer.tracking import DEFAULT_TRACKING_URI
 
 RUN_COLUMNS = ("run_id", "experiment_id", "experiment", "run_name", "mlflow_status", "start_time", "end_time")
 _FLOAT_MAX = 1.7976931348623157e308
@@ -42,9 +43,8 @@ _CACHE_MAX = 8
 
 
 def default_tracking_uri() -> str:
-    """The repo's own store, ``sqlite:///<repo>/mlruns/mlflow.db`` (same default as the trainer)."""
-    repo = Path(__file__).resolve().parent.parent
-    return f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}"
+    """The repo's own store, ``sqlite:///<repo>/mlruns/mlflow.db``: the trainer's default, defined there."""
+    return DEFAULT_TRACKING_URI
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
